@@ -32,9 +32,7 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).resolve().parent
-PACKAGES = sorted(
-    p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").is_file()
-)
+PACKAGES = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").is_file())
 # core first, so `nox -s tests` fails fast on the foundation
 PACKAGES = ["core", *[p for p in PACKAGES if p != "core"]] if "core" in PACKAGES else PACKAGES
 
@@ -140,6 +138,21 @@ def tests_cuda(session: nox.Session, package: str) -> None:
     )
 
 
+@nox.session(name="tools")
+def tools_tests(session: nox.Session) -> None:
+    """Tests of the developer tools (scaffolder, layout check, changed-package detection)."""
+    _install(
+        session,
+        "pytest>=8",
+        "ruff>=0.6",
+        "build>=1.2",
+        "hatchling>=1.24",
+        "tomli>=2; python_version < '3.11'",
+        str(ROOT / "packages" / "core"),  # the scaffolded package's own tests import the core
+    )
+    session.run("pytest", str(ROOT / "tools" / "tests"), "-p", "no:cacheprovider", *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check, ruff format --check and the layout check."""
@@ -177,7 +190,9 @@ def _check_wheel(session: nox.Session, wheel: Path, package: str) -> None:
     if not any(n.endswith(f"papercraft/{package}/py.typed") for n in names):
         session.error(f"{wheel.name} lacks py.typed")
     for line in meta.splitlines():
-        if line.startswith("Requires-Dist:") and re.match(r"Requires-Dist:\s*torch\s*(==|===)", line):
+        if line.startswith("Requires-Dist:") and re.match(
+            r"Requires-Dist:\s*torch\s*(==|===)", line
+        ):
             session.error(f"{wheel.name} pins torch exactly ({line}); use a range")
 
 
@@ -255,6 +270,12 @@ def bench(session: nox.Session, package: str) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation site in strict mode (output: site/)."""
     session.install(*DOCS_REQUIREMENTS)
+    session.run(
+        "python",
+        str(ROOT / "tools" / "collect_bench.py"),
+        "--output",
+        str(ROOT / "docs" / "_generated" / "benchmarks.md"),
+    )
     session.run(
         "mkdocs", "build", "--strict", "-f", str(ROOT / "docs" / "mkdocs.yml"), *session.posargs
     )

@@ -14,6 +14,7 @@ the CUDA allocator's peak. Ratios are against ``eager`` at the same length, meas
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,15 @@ def _make_inputs(
     return q, k, v
 
 
+def _forward(q: Any, k: Any, v: Any, *, window: int | None, backend: str) -> None:
+    import torch
+
+    from papercraft.core.attention import attention
+
+    with torch.no_grad():
+        attention(q, k, v, causal=True, window=window, backend=backend)
+
+
 def _attention_call(
     method: str,
     seq_len: int,
@@ -55,14 +65,9 @@ def _attention_call(
     device: str,
 ) -> None:
     """One forward pass, inputs included (module-level so a child process can run it)."""
-    import torch
-
-    from papercraft.core.attention import attention
-
     backend, windowed = ATTENTION_METHODS[method]
     q, k, v = _make_inputs(seq_len, heads, kv_heads, head_dim, dtype_name, device)
-    with torch.no_grad():
-        attention(q, k, v, causal=True, window=window if windowed else None, backend=backend)
+    _forward(q, k, v, window=window if windowed else None, backend=backend)
 
 
 def attention_benchmark(
@@ -104,10 +109,6 @@ def attention_benchmark(
         raise ValueError(f"seq_lens must be positive integers, got {list(seq_lens)}")
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    import torch
-
-    from papercraft.core.attention import attention
-
     report = BenchReport(
         title=f"Causal self-attention, B=1, H={heads}, H_kv={kv_heads}, D={head_dim}, "
         f"window={window}, {dtype}, {device}"
@@ -116,12 +117,10 @@ def attention_benchmark(
         q, k, v = _make_inputs(seq_len, heads, kv_heads, head_dim, dtype, device)
         for method in methods:
             backend, windowed = ATTENTION_METHODS[method]
-            win = window if windowed else None
 
-            def call(backend: str = backend, win: int | None = win) -> None:
-                with torch.no_grad():
-                    attention(q, k, v, causal=True, window=win, backend=backend)
-
+            call = functools.partial(
+                _forward, q, k, v, window=window if windowed else None, backend=backend
+            )
             timing = time_callable(call, warmup=1, repeats=repeats)
             peak = None
             if measure_memory:
@@ -137,12 +136,12 @@ def attention_benchmark(
                     device,
                     device=device,
                 )
-            report.add(
-                method=method, seq_len=int(seq_len), median_s=timing.median, peak_bytes=peak
-            )
+            report.add(method=method, seq_len=int(seq_len), median_s=timing.median, peak_bytes=peak)
             if progress:
                 mem = "" if peak is None else f", peak {format_bytes(peak)}"
-                print(f"  attention {method:>13} T={seq_len:>5}: {timing.median * 1e3:8.1f} ms{mem}")
+                print(
+                    f"  attention {method:>13} T={seq_len:>5}: {timing.median * 1e3:8.1f} ms{mem}"
+                )
     metrics = ["median_s", "peak_bytes"] if measure_memory else ["median_s"]
     report.add_ratios(by="method", baseline="eager", metrics=metrics, keys=["seq_len"])
     report.notes.append(
