@@ -77,7 +77,9 @@ def _report() -> BenchReport:
 
 def test_ratios_match_baseline_row_with_same_keys() -> None:
     report = _report()
-    report.add_ratios(by="method", baseline="eager", metrics=["median_s", "peak_bytes"], keys=["seq_len"])
+    report.add_ratios(
+        by="method", baseline="eager", metrics=["median_s", "peak_bytes"], keys=["seq_len"]
+    )
     fast = {r["seq_len"]: r for r in report.rows if r["method"] == "fast"}
     assert fast[1]["median_s_ratio"] == pytest.approx(0.5)
     assert fast[2]["median_s_ratio"] == pytest.approx(0.25)
@@ -104,4 +106,8 @@ def test_report_writes_json_markdown_and_plot(tmp_path) -> None:  # type: ignore
     assert "1.0 KiB" in md  # bytes columns are humanised
     png = report.plot(tmp_path / "out" / "demo.png", x="seq_len", y="median_s", series="method")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["demo.json", "demo.md", "demo.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "demo.json",
+        "demo.md",
+        "demo.png",
+    ]

@@ -47,7 +47,9 @@ def plugin_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     dist_info = site / "papercraft_fake-0.0.1.dist-info"
     dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: papercraft-fake\nVersion: 0.0.1\n")
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: papercraft-fake\nVersion: 0.0.1\n"
+    )
     (dist_info / "entry_points.txt").write_text(
         "[papercraft.commands]\nfake = pc_fake_plugin:command\nbroken = pc_fake_plugin:broken\n"
         "info = pc_fake_plugin:command\n\n"

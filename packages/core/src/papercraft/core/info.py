@@ -11,7 +11,15 @@ from papercraft.core._version import __version__
 
 __all__ = ["collect_info", "installed_packages", "render_info"]
 
-_LIBRARIES = ("torch", "transformers", "safetensors", "tokenizers", "numpy", "flash-attn", "xformers")
+_LIBRARIES = (
+    "torch",
+    "transformers",
+    "safetensors",
+    "tokenizers",
+    "numpy",
+    "flash-attn",
+    "xformers",
+)
 
 
 def installed_packages() -> dict[str, str]:
@@ -39,9 +47,7 @@ def collect_info() -> dict[str, Any]:
 
     device: dict[str, Any] = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
-        device["cuda"] = [
-            torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
-        ]
+        device["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         device["cuda_version"] = torch.version.cuda
     else:
         device["cuda"] = []
