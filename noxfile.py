@@ -239,6 +239,7 @@ def build(session: nox.Session, package: str) -> None:
         external=True,
     )
     session.run(str(python), "-m", "papercraft.core.cli", "--version", external=True)
+    session.run(str(python.with_name("papercraft")), "info", external=True)
 
 
 @nox.session

@@ -72,13 +72,14 @@ def collect_info() -> dict[str, Any]:
 def render_info(console: Any = None, info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Print :func:`collect_info` as rich tables; returns the data."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
     info = info or collect_info()
     console.print(
         f"[bold]papercraft-core {info['papercraft_core']}[/bold] — Python {info['python']} "
-        f"on {info['platform']}"
+        f"on {escape(info['platform'])}"
     )
     dev = info["device"]
     accel = ", ".join(dev["cuda"]) if dev["cuda"] else ("MPS" if dev["mps"] else "none")
@@ -107,7 +108,7 @@ def render_info(console: Any = None, info: dict[str, Any] | None = None) -> dict
     table.add_column("why not")
     for name, entry in info["attention_backends"].items():
         usable = "[green]yes[/green]" if entry["available"] else "[red]no[/red]"
-        table.add_row(name, usable, "" if entry["available"] else str(entry["reason"]))
+        table.add_row(name, usable, "" if entry["available"] else escape(str(entry["reason"])))
     console.print(table)
     if info.get("attention_env"):
         console.print(f"PAPERCRAFT_ATTENTION={info['attention_env']}")
