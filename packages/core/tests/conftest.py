@@ -6,6 +6,12 @@ import pytest
 import torch
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers here too, so the suite runs the same outside the monorepo."""
+    config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped when none is present)")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds on a 2-core CPU")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip tests marked ``cuda`` on machines without a CUDA device."""
     if torch.cuda.is_available():

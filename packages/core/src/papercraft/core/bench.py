@@ -21,6 +21,7 @@ import os
 import platform
 import resource
 import statistics
+import textwrap
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -354,6 +355,7 @@ class BenchReport:
         x: str,
         y: str,
         series: str,
+        logx: bool = False,
         logy: bool = False,
         ylabel: str | None = None,
     ) -> Path:
@@ -386,9 +388,11 @@ class BenchReport:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=str(name))
         ax.set_xlabel(x)
         ax.set_ylabel(ylabel or y)
+        if logx:
+            ax.set_xscale("log", base=2)
         if logy:
             ax.set_yscale("log")
-        ax.set_title(self.title)
+        ax.set_title(textwrap.fill(self.title, 70), fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend()
         fig.tight_layout()

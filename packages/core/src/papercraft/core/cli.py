@@ -107,7 +107,7 @@ def _parse_int_list(text: str) -> list[int]:
 
 
 def _cmd_bench_attention(args: argparse.Namespace) -> int:
-    from papercraft.core.demo import attention_benchmark
+    from papercraft.core.demo import attention_benchmark, write_attention_report
 
     report = attention_benchmark(
         seq_lens=args.seq_lens,
@@ -122,18 +122,8 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
     )
     print(report.to_markdown())
     if args.output:
-        paths = report.write(args.output, "attention")
-        try:
-            report.plot(
-                Path(args.output) / "attention_time.png",
-                x="seq_len",
-                y="median_s",
-                series="method",
-                logy=True,
-            )
-        except ImportError as exc:
-            _warn(str(exc))
-        print(f"wrote {paths['json']} and {paths['markdown']}")
+        for kind, path in write_attention_report(report, Path(args.output)).items():
+            print(f"wrote {kind}: {path}")
     return 0
 
 

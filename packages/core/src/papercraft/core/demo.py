@@ -21,7 +21,7 @@ from typing import Any
 
 from papercraft.core.bench import BenchReport, format_bytes, peak_memory, time_callable
 
-__all__ = ["ATTENTION_METHODS", "attention_benchmark", "run_demo"]
+__all__ = ["ATTENTION_METHODS", "attention_benchmark", "run_demo", "write_attention_report"]
 
 # method name -> (backend, uses the window)
 ATTENTION_METHODS: dict[str, tuple[str, bool]] = {
@@ -151,6 +151,32 @@ def attention_benchmark(
     return report
 
 
+def write_attention_report(report: BenchReport, output_dir: Path) -> dict[str, Path]:
+    """Write ``attention.json``/``.md`` and, with matplotlib, time and memory plots (PNG)."""
+    paths = report.write(output_dir, "attention")
+    plots = [
+        ("time", "median_s", "median time (s)"),
+        ("memory", "peak_bytes", "peak memory (bytes)"),
+    ]
+    for kind, metric, label in plots:
+        if all(row.get(metric) is None for row in report.rows):
+            continue
+        try:
+            paths[f"{kind}_plot"] = report.plot(
+                Path(output_dir) / f"attention_{kind}.png",
+                x="seq_len",
+                y=metric,
+                series="method",
+                logx=True,
+                logy=True,
+                ylabel=label,
+            )
+        except ImportError as exc:
+            print(f"no plot: {exc}")
+            break
+    return paths
+
+
 def run_demo(output_dir: Path, *, quick: bool = False) -> BenchReport:
     """The core's demo: environment info, then the attention benchmark with table + plot.
 
@@ -172,27 +198,7 @@ def run_demo(output_dir: Path, *, quick: bool = False) -> BenchReport:
         repeats=1 if quick else 3,
         measure_memory=not quick,
     )
-    paths = report.write(output_dir, "attention")
-    try:
-        paths["time_plot"] = report.plot(
-            Path(output_dir) / "attention_time.png",
-            x="seq_len",
-            y="median_s",
-            series="method",
-            logy=True,
-            ylabel="median time (s)",
-        )
-        if not quick:
-            paths["memory_plot"] = report.plot(
-                Path(output_dir) / "attention_memory.png",
-                x="seq_len",
-                y="peak_bytes",
-                series="method",
-                logy=True,
-                ylabel="peak memory (bytes)",
-            )
-    except ImportError as exc:
-        console.print(f"[yellow]no plot: {exc}[/yellow]")
+    paths = write_attention_report(report, output_dir)
     console.print()
     console.print(report.to_markdown())
     for kind, path in paths.items():
