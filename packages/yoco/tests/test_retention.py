@@ -428,3 +428,19 @@ def test_cuda_matches_cpu() -> None:
     o_cpu, s_cpu = retention_step(q[:, :, :1], k[:, :, :1], v[:, :, :1], g[:, :, :1], state)
     _close(o.cpu(), o_cpu, rtol=1e-4)
     _close(s.cpu(), s_cpu, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16])
+def test_kernels_run_under_cpu_autocast(dtype: torch.dtype) -> None:
+    """Training with bf16 autocast on CPU must not feed mixed-dtype operands to the kernels."""
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, 2, 37, 8, generator=gen) for _ in range(3))
+    log_decay = -torch.rand(1, 2, 37, generator=gen)
+    reference, _ = retention_chunkwise(q, k, v, log_decay, chunk_size=16)
+    with torch.autocast(device_type="cpu", dtype=dtype):
+        out, _ = retention_chunkwise(q, k, v, log_decay, chunk_size=16)
+        par = retention_parallel(q, k, v, log_decay)
+        rec, _ = retention_recurrent(q, k, v, log_decay)
+    for result in (out, par, rec):
+        assert result.dtype == torch.float32
+        torch.testing.assert_close(result, reference, rtol=1e-5, atol=1e-5)

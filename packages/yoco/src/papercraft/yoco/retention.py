@@ -31,6 +31,10 @@ padded tokens did not exist.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -176,6 +180,23 @@ def _decay_matrix_t(x: Tensor, *, inclusive: bool = False, in_place: bool = Fals
     return cols.cumsum(dim=-1).exp().triu()
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _without_autocast(fn: _F) -> _F:
+    """Run a kernel with autocast off: it manages its own precision (fp32 decay and state), and
+    under CPU/GPU autocast matmuls would otherwise receive mixed fp32/bf16 operands."""
+
+    @functools.wraps(fn)
+    def wrapper(q: Tensor, *args: Any, **kwargs: Any) -> Any:
+        device_type = q.device.type if isinstance(q, Tensor) else "cpu"
+        with torch.autocast(device_type=device_type, enabled=False):
+            return fn(q, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@_without_autocast
 def retention_parallel(q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor) -> Tensor:
     """Gated retention, parallel form ``O = (Q Kᵀ ⊙ D) V`` (YOCO eq. 3).
 
@@ -219,6 +240,7 @@ _SEGMENT_TOKENS = 512
 _FACTORIZED_MAX_DECAY = 40.0
 
 
+@_without_autocast
 def retention_chunkwise(
     q: Tensor,
     k: Tensor,
@@ -498,6 +520,7 @@ def _step(
     return o_t.view(batch, heads, dv), new_state
 
 
+@_without_autocast
 def retention_recurrent(
     q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, *, initial_state: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -543,6 +566,7 @@ def retention_recurrent(
     return torch.stack(outs, dim=2).to(q.dtype), state
 
 
+@_without_autocast
 def retention_step(
     q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, state: Tensor
 ) -> tuple[Tensor, Tensor]:
