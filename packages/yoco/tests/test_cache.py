@@ -3,7 +3,6 @@ against the methods note's formula, beam reordering, the ``past_key_values`` ali
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,15 +22,6 @@ TINY: dict[str, Any] = {
     "sliding_window": 5,  # smaller than the sequences below: the window cache really slides
 }
 KINDS = ("gret", "swa")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread avoids OpenMP spin-waiting on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _model(seed: int = 0, **overrides: Any) -> YocoForCausalLM:

@@ -3,7 +3,6 @@ prefill inside generate, chunked prefill, inputs_embeds and returning / reusing 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,15 +25,6 @@ TINY: dict[str, Any] = {
 }
 KINDS = ("gret", "swa")
 NEW = 7
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread avoids OpenMP spin-waiting on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _model(kind: str, seed: int = 0) -> YocoForCausalLM:

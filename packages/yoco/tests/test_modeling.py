@@ -4,7 +4,6 @@ early-exit prefill, chunk sizes, left padding, init, save/load, training and inp
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +26,6 @@ TINY: dict[str, Any] = {
     "sliding_window": 5,
 }
 KINDS = ("gret", "swa")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread avoids OpenMP spin-waiting on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _model(seed: int = 0, **overrides: Any) -> YocoForCausalLM:
@@ -322,3 +312,35 @@ def test_bad_inputs_get_clear_errors() -> None:
         model(ids, cache=object())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="output_attentions"):
         model(ids, output_attentions=True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("keep", [0, 3, 9])
+def test_segmented_prefill_equals_one_pass(kind: str, keep: int) -> None:
+    """Prompts longer than prefill_segment_size run in segments: same logits, same cache."""
+    model = _model(self_decoder=kind, sliding_window=5, chunk_size=4)
+    ids = torch.randint(
+        0, model.config.vocab_size, (2, 37), generator=torch.Generator().manual_seed(1)
+    )
+    mask = torch.ones(2, 37, dtype=torch.long)
+    mask[1, :6] = 0  # left padding crosses the first segment boundary
+    with torch.no_grad():
+        model.model.prefill_segment_size = 0
+        whole = model(ids, attention_mask=mask, use_cache=True, logits_to_keep=keep)
+        model.model.prefill_segment_size = 7  # 37 = 5 segments of 7 + 2
+        parts = model(ids, attention_mask=mask, use_cache=True, logits_to_keep=keep)
+    assert parts.logits.shape == whole.logits.shape
+    torch.testing.assert_close(parts.logits, whole.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(parts.cache.global_key, whole.cache.global_key)
+    torch.testing.assert_close(parts.cache.global_value, whole.cache.global_value)
+    assert parts.cache.get_seq_length() == whole.cache.get_seq_length() == 37
+    assert parts.cache.nbytes() == whole.cache.nbytes()
+    # decoding on from either cache gives the same next-token logits
+    step = torch.randint(
+        0, model.config.vocab_size, (2, 1), generator=torch.Generator().manual_seed(2)
+    )
+    step_mask = torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        a = model(step, attention_mask=step_mask, cache=whole.cache, use_cache=True)
+        b = model(step, attention_mask=step_mask, cache=parts.cache, use_cache=True)
+    torch.testing.assert_close(a.logits, b.logits, rtol=1e-5, atol=1e-5)
