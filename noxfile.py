@@ -225,6 +225,8 @@ def build(session: nox.Session, package: str) -> None:
     venv = Path(session.create_tmp()) / "clean-venv"
     shutil.rmtree(venv, ignore_errors=True)
     pins, env = _torch_setup()
+    if find_links and "UV_FIND_LINKS" in env:  # a --find-links option replaces the variable
+        find_links += ["--find-links", env["UV_FIND_LINKS"]]
     session.run("uv", "venv", "--quiet", str(venv), "--python", sys.executable, external=True)
     python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
     session.run(
