@@ -66,7 +66,7 @@ def _naive(
     return out, s
 
 
-def _close(actual: Tensor, expected: Tensor, rtol: float = RTOL) -> None:
+def _assert_close(actual: Tensor, expected: Tensor, rtol: float = RTOL) -> None:
     """Equal up to ``rtol`` relative to the largest magnitude of ``expected``."""
     assert actual.shape == expected.shape
     scale = expected.double().abs().max().clamp_min(1.0)
@@ -83,7 +83,7 @@ def test_parallel_matches_naive_loop() -> None:
     expected, _ = _naive(q, k, v, g)
     out = retention_parallel(q, k, v, g)
     assert out.dtype == torch.float32
-    _close(out, expected)
+    _assert_close(out, expected)
 
 
 @pytest.mark.parametrize(
@@ -100,14 +100,14 @@ def test_forms_agree(length: int, chunk_size: int, with_state: bool) -> None:
     out_chunk, state_chunk = retention_chunkwise(
         q, k, v, g, chunk_size=chunk_size, initial_state=state, output_final_state=True
     )
-    _close(out_rec, expected)
-    _close(out_chunk, expected)
+    _assert_close(out_rec, expected)
+    _assert_close(out_chunk, expected)
     assert state_chunk is not None
-    _close(state_rec, expected_state)
-    _close(state_chunk, expected_state)
-    _close(state_chunk, state_rec)
+    _assert_close(state_rec, expected_state)
+    _assert_close(state_chunk, expected_state)
+    _assert_close(state_chunk, state_rec)
     if not with_state:
-        _close(retention_parallel(q, k, v, g), expected)
+        _assert_close(retention_parallel(q, k, v, g), expected)
 
 
 def test_chunkwise_many_segments_and_both_intra_paths(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,15 +127,15 @@ def test_chunkwise_many_segments_and_both_intra_paths(monkeypatch: pytest.Monkey
                 initial_state=state,
                 allow_factorized=allow_factorized,
             )
-        _close(out, expected)
-        _close(final, expected_state)
+        _assert_close(out, expected)
+        _assert_close(final, expected_state)
 
 
 def test_chunkwise_default_chunk_and_output_final_state_flag() -> None:
     q, k, v, g = _inputs(length=DEFAULT_CHUNK_SIZE * 2 + 5, heads=1, batch=1)
     out, final = retention_chunkwise(q, k, v, g)
     assert final is None
-    _close(out, _naive(q, k, v, g)[0])
+    _assert_close(out, _naive(q, k, v, g)[0])
 
 
 def test_chunkwise_accepts_non_contiguous_inputs() -> None:
@@ -147,9 +147,9 @@ def test_chunkwise_accepts_non_contiguous_inputs() -> None:
     assert not gt.is_contiguous()
     out, final = retention_chunkwise(qt, kt, vt, gt, chunk_size=8, output_final_state=True)
     expected, expected_state = _naive(q, k, v, g)
-    _close(out, expected)
+    _assert_close(out, expected)
     assert final is not None
-    _close(final, expected_state)
+    _assert_close(final, expected_state)
 
 
 def test_empty_sequence() -> None:
@@ -185,8 +185,8 @@ def test_step_chained_equals_recurrent() -> None:
         assert s.dtype == torch.float32
         outs.append(o)
     assert torch.equal(state, before), "retention_step must not modify the state it is given"
-    _close(torch.cat(outs, dim=2), expected)
-    _close(s, expected_state)
+    _assert_close(torch.cat(outs, dim=2), expected)
+    _assert_close(s, expected_state)
 
 
 def test_prefill_then_steps_equals_one_pass() -> None:
@@ -208,7 +208,7 @@ def test_prefill_then_steps_equals_one_pass() -> None:
             q[:, :, t : t + 1], k[:, :, t : t + 1], v[:, :, t : t + 1], g[:, :, t : t + 1], s
         )
         outs.append(o)
-    _close(torch.cat(outs, dim=2), expected)
+    _assert_close(torch.cat(outs, dim=2), expected)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,9 +234,9 @@ def test_chunkwise_gradients_match_parallel_and_naive() -> None:
     reference = grads("naive")
     for name in ("parallel", "chunkwise"):
         for got, want in zip(grads(name), reference, strict=True):
-            _close(got, want, rtol=2e-5)
+            _assert_close(got, want, rtol=2e-5)
     for got, want in zip(grads("chunkwise"), grads("parallel"), strict=True):
-        _close(got, want, rtol=2e-5)
+        _assert_close(got, want, rtol=2e-5)
 
 
 def test_state_gradients_match_recurrent(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -262,7 +262,7 @@ def test_state_gradients_match_recurrent(monkeypatch: pytest.MonkeyPatch) -> Non
         return torch.autograd.grad(loss, leaves)
 
     for got, want in zip(grads(True), grads(False), strict=True):
-        _close(got, want, rtol=2e-5)
+        _assert_close(got, want, rtol=2e-5)
 
 
 def test_inference_mode_then_autograd() -> None:
@@ -275,8 +275,8 @@ def test_inference_mode_then_autograd() -> None:
     leaves = [x.clone().requires_grad_(True) for x in (q, k, v, g)]
     slow_chunk = retention_chunkwise(*leaves, chunk_size=8)[0]
     slow_parallel = retention_parallel(*leaves)
-    _close(slow_chunk.detach(), fast_chunk)
-    _close(slow_parallel.detach(), fast_parallel)
+    _assert_close(slow_chunk.detach(), fast_chunk)
+    _assert_close(slow_parallel.detach(), fast_parallel)
     (slow_chunk + slow_parallel).sum().backward()
     assert all(x.grad is not None and torch.isfinite(x.grad).all() for x in leaves)
 
@@ -293,12 +293,12 @@ def test_bf16_inputs_close_to_fp32() -> None:
     assert out.dtype == torch.bfloat16
     assert final is not None
     assert final.dtype == torch.float32
-    _close(final, reference_state)  # the state never leaves float32
-    _close(out, reference, rtol=1e-2)  # only the final rounding to bf16
+    _assert_close(final, reference_state)  # the state never leaves float32
+    _assert_close(out, reference, rtol=1e-2)  # only the final rounding to bf16
     out_rec, state_rec = retention_recurrent(qb, kb, vb, gb)
     assert out_rec.dtype == torch.bfloat16
     assert state_rec.dtype == torch.float32
-    _close(out_rec, reference, rtol=1e-2)
+    _assert_close(out_rec, reference, rtol=1e-2)
     assert retention_parallel(qb, kb, vb, gb).dtype == torch.bfloat16
     o_step, s_step = retention_step(
         qb[:, :, :1], kb[:, :, :1], vb[:, :, :1], gb[:, :, :1], torch.zeros(2, 3, 8, 6)
@@ -318,11 +318,11 @@ def test_strong_decay_is_finite_and_exact() -> None:
         assert torch.isfinite(out).all()
         assert final is not None
         assert torch.isfinite(final).all()
-        _close(out, expected)
-        _close(final, expected_state)
+        _assert_close(out, expected)
+        _assert_close(final, expected_state)
     out_par = retention_parallel(q, k, v, g)
     assert torch.isfinite(out_par).all()
-    _close(out_par, expected)
+    _assert_close(out_par, expected)
 
     leaves = [x.clone().requires_grad_(True) for x in (q, k, v, g)]
     out, _ = retention_chunkwise(*leaves, chunk_size=64)
@@ -358,12 +358,12 @@ def test_left_padding_is_invisible(zeroed: str) -> None:
         )
         assert want_state is not None
         assert got_state is not None
-        _close(got[:, :, pad:], want)
-        _close(got_state, want_state)
+        _assert_close(got[:, :, pad:], want)
+        _assert_close(got_state, want_state)
         got_rec, got_rec_state = retention_recurrent(qp, kp, vp, gp, initial_state=init)
-        _close(got_rec[:, :, pad:], want)
-        _close(got_rec_state, want_state)
-    _close(retention_parallel(qp, kp, vp, gp)[:, :, pad:], retention_parallel(q, k, v, g))
+        _assert_close(got_rec[:, :, pad:], want)
+        _assert_close(got_rec_state, want_state)
+    _assert_close(retention_parallel(qp, kp, vp, gp)[:, :, pad:], retention_parallel(q, k, v, g))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -420,14 +420,14 @@ def test_cuda_matches_cpu() -> None:
         *dev[:4], chunk_size=32, initial_state=dev[4], output_final_state=True
     )
     assert got_state is not None
-    _close(got.cpu(), want, rtol=1e-4)
-    _close(got_state.cpu(), want_state, rtol=1e-4)
-    _close(retention_parallel(*dev[:4]).cpu(), retention_parallel(q, k, v, g), rtol=1e-4)
+    _assert_close(got.cpu(), want, rtol=1e-4)
+    _assert_close(got_state.cpu(), want_state, rtol=1e-4)
+    _assert_close(retention_parallel(*dev[:4]).cpu(), retention_parallel(q, k, v, g), rtol=1e-4)
     qd, kd, vd, gd = (x[:, :, :1] for x in dev[:4])
     o, s = retention_step(qd, kd, vd, gd, dev[4])
     o_cpu, s_cpu = retention_step(q[:, :, :1], k[:, :, :1], v[:, :, :1], g[:, :, :1], state)
-    _close(o.cpu(), o_cpu, rtol=1e-4)
-    _close(s.cpu(), s_cpu, rtol=1e-4)
+    _assert_close(o.cpu(), o_cpu, rtol=1e-4)
+    _assert_close(s.cpu(), s_cpu, rtol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16])
