@@ -66,3 +66,15 @@ def test_bad_arguments() -> None:
         SwiGLU(4, 8.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., 4\)"):
         SwiGLU(4, 8)(torch.randn(2, 5))
+
+
+def test_inference_path_matches_autograd_path() -> None:
+    """Under no_grad the block computes in place; the result must not change."""
+    torch.manual_seed(0)
+    block = SwiGLU(16, 40)
+    x = torch.randn(3, 5, 16)
+    with_grad = block(x)
+    with torch.no_grad():
+        without_grad = block(x)
+    torch.testing.assert_close(without_grad, with_grad.detach(), rtol=0, atol=0)
+    assert with_grad.requires_grad

@@ -8,6 +8,7 @@ so its weights load by name.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -51,4 +52,9 @@ class SwiGLU(nn.Module):
         """
         if x.ndim < 1 or x.shape[-1] != self.dim:
             raise ValueError(f"x must have shape (..., {self.dim}), got {tuple(x.shape)}")
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # (..., dim)
+        gate = self.gate_proj(x)  # (..., hidden)
+        up = self.up_proj(x)  # (..., hidden)
+        if torch.is_grad_enabled() and (gate.requires_grad or up.requires_grad):
+            return self.down_proj(F.silu(gate) * up)  # (..., dim)
+        # inference: reuse the gate buffer instead of allocating two more (..., hidden) tensors
+        return self.down_proj(F.silu(gate, inplace=True).mul_(up))  # (..., dim)
