@@ -111,3 +111,23 @@ def test_report_writes_json_markdown_and_plot(tmp_path) -> None:  # type: ignore
         "demo.md",
         "demo.png",
     ]
+
+
+def test_write_custom_markdown_and_plot_metrics(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    report = _report()
+    paths = report.write(tmp_path, "demo", markdown="# custom\n")
+    assert paths["markdown"].read_text() == "# custom\n"
+    plots = report.plot_metrics(
+        tmp_path,
+        "demo",
+        x="seq_len",
+        series="method",
+        metrics={
+            "time": ("median_s", "s"),
+            "memory": ("peak_bytes", "B"),
+            "none": ("missing", "?"),
+        },
+    )
+    assert sorted(plots) == ["memory_plot", "time_plot"]  # a column no row has is skipped
+    assert plots["time_plot"] == tmp_path / "demo_time.png"
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in plots.values())

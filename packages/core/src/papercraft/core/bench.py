@@ -403,12 +403,71 @@ class BenchReport:
             plt.close(fig)
         return out
 
-    def write(self, directory: str | os.PathLike[str], stem: str) -> dict[str, Path]:
-        """Write ``<stem>.json`` and ``<stem>.md`` under ``directory`` (atomically); return paths."""
+    def write(
+        self,
+        directory: str | os.PathLike[str],
+        stem: str,
+        *,
+        markdown: str | None = None,
+    ) -> dict[str, Path]:
+        """Write ``<stem>.json`` and ``<stem>.md`` under ``directory`` (atomically); return paths.
+
+        Args:
+            directory (str | os.PathLike[str]): output folder (created if missing).
+            stem (str): file name without suffix.
+            markdown (str | None): the Markdown to write instead of :meth:`to_markdown`
+                (e.g. with extra tables). Default: None.
+        """
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         json_path = out / f"{stem}.json"
         md_path = out / f"{stem}.md"
         atomic_write_json(json_path, self.to_dict())
-        atomic_write_text(md_path, self.to_markdown())
+        atomic_write_text(md_path, self.to_markdown() if markdown is None else markdown)
         return {"json": json_path, "markdown": md_path}
+
+    def plot_metrics(
+        self,
+        directory: str | os.PathLike[str],
+        stem: str,
+        *,
+        x: str,
+        series: str,
+        metrics: Mapping[str, tuple[str, str]],
+        logx: bool = True,
+        logy: bool = True,
+    ) -> dict[str, Path]:
+        """One PNG per metric, ``<stem>_<name>.png``, skipping metrics no row has.
+
+        Without matplotlib it prints why and returns the plots drawn so far (none).
+
+        Args:
+            directory (str | os.PathLike[str]): output folder.
+            stem (str): file-name prefix.
+            x (str): the column on the x axis (e.g. ``"seq_len"``).
+            series (str): the column naming one line per value (e.g. ``"method"``).
+            metrics (Mapping[str, tuple[str, str]]): plot name -> (column, y-axis label).
+            logx (bool): log2 x axis. Default: True.
+            logy (bool): log y axis. Default: True.
+
+        Returns:
+            dict[str, Path]: ``"<name>_plot"`` -> the PNG written.
+        """
+        paths: dict[str, Path] = {}
+        for name, (metric, label) in metrics.items():
+            if all(row.get(metric) is None for row in self.rows):
+                continue
+            try:
+                paths[f"{name}_plot"] = self.plot(
+                    Path(directory) / f"{stem}_{name}.png",
+                    x=x,
+                    y=metric,
+                    series=series,
+                    logx=logx,
+                    logy=logy,
+                    ylabel=label,
+                )
+            except ImportError as exc:
+                print(f"no plot: {exc}")
+                break
+        return paths

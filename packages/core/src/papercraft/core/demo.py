@@ -154,26 +154,13 @@ def attention_benchmark(
 def write_attention_report(report: BenchReport, output_dir: Path) -> dict[str, Path]:
     """Write ``attention.json``/``.md`` and, with matplotlib, time and memory plots (PNG)."""
     paths = report.write(output_dir, "attention")
-    plots = [
-        ("time", "median_s", "median time (s)"),
-        ("memory", "peak_bytes", "peak memory (bytes)"),
-    ]
-    for kind, metric, label in plots:
-        if all(row.get(metric) is None for row in report.rows):
-            continue
-        try:
-            paths[f"{kind}_plot"] = report.plot(
-                Path(output_dir) / f"attention_{kind}.png",
-                x="seq_len",
-                y=metric,
-                series="method",
-                logx=True,
-                logy=True,
-                ylabel=label,
-            )
-        except ImportError as exc:
-            print(f"no plot: {exc}")
-            break
+    metrics = {
+        "time": ("median_s", "median time (s)"),
+        "memory": ("peak_bytes", "peak memory (bytes)"),
+    }
+    paths.update(
+        report.plot_metrics(output_dir, "attention", x="seq_len", series="method", metrics=metrics)
+    )
     return paths
 
 

@@ -568,28 +568,12 @@ def write_report(
         machine=report.machine,
         created=report.created,
     )
-    paths = report.write(out, stem)
     giga = {"flops": lambda v: "—" if v is None else f"{v / 1e9:.1f} G"}
     markdown = report.to_markdown(giga) + "\n" + summary.to_markdown()
-    from papercraft.core.io import atomic_write_text
-
-    atomic_write_text(paths["markdown"], markdown)
-    plots = [
-        ("prefill_plot", "prefill", "prefill_s", "prefill time (s)"),
-        ("cache_plot", "cache", "cache_bytes", "cache after prefill (bytes)"),
-    ]
-    for key, suffix, metric, label in plots:
-        try:
-            paths[key] = report.plot(
-                out / f"{stem}_{suffix}.png",
-                x="seq_len",
-                y=metric,
-                series="model",
-                logx=True,
-                logy=True,
-                ylabel=label,
-            )
-        except ImportError as exc:
-            print(f"no plot: {exc}")
-            break
+    paths = report.write(out, stem, markdown=markdown)
+    metrics = {
+        "prefill": ("prefill_s", "prefill time (s)"),
+        "cache": ("cache_bytes", "cache after prefill (bytes)"),
+    }
+    paths.update(report.plot_metrics(out, stem, x="seq_len", series="model", metrics=metrics))
     return paths
