@@ -198,18 +198,17 @@ def _check_vocab_size(vocab_size: int, minimum: int) -> None:
 @functools.lru_cache(maxsize=16)
 def _trained_bpe_json(vocab_size: int) -> str:
     """Train the byte-level BPE once per process and size; return its JSON serialization."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from papercraft.core.tokenization import train_byte_level_bpe
 
-    tokenizer = Tokenizer(models.BPE(unk_token=UNK_TOKEN))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
+    tokenizer = train_byte_level_bpe(
+        _corpus(),
         vocab_size=vocab_size,
-        special_tokens=list(_BPE_SPECIALS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(_corpus(), trainer=trainer)
+        special_tokens=_BPE_SPECIALS,
+        bos_token=BOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        unk_token=UNK_TOKEN,
+    ).backend_tokenizer
     if tokenizer.get_vocab_size() != vocab_size:
         raise ValueError(
             f"vocab_size={vocab_size} is more than the corpus supports "

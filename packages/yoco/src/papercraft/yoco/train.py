@@ -35,6 +35,7 @@ import torch
 
 from papercraft.core.data import PackedDataset, iter_documents, split_dataset
 from papercraft.core.io import atomic_write_json
+from papercraft.core.tokenization import train_byte_level_bpe
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -326,27 +327,14 @@ def _train_tokenizer(
     documents: Any, *, vocab_size: int, block_size: int
 ) -> PreTrainedTokenizerBase:
     """A byte-level BPE (GPT-2 kind) with ``<s>``, ``</s>``, ``<pad>`` trained on ``documents``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    backend.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(
+    return train_byte_level_bpe(
+        documents,
         vocab_size=vocab_size,
-        special_tokens=[_BOS, _EOS, _PAD],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(documents, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
+        special_tokens=(_BOS, _EOS, _PAD),
         bos_token=_BOS,
         eos_token=_EOS,
         pad_token=_PAD,
         model_max_length=block_size,
-        clean_up_tokenization_spaces=False,
     )
 
 
