@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -115,7 +116,9 @@ def test_available_backends_reports_reasons() -> None:
         assert isinstance(available, bool)
         assert reason
         if not available:
-            assert f"{lib} not installed" in reason or "CUDA" in reason or "import" in reason
+            assert any(
+                part in reason for part in (f"{lib} not installed", "CUDA", "import", "kernels")
+            )
 
 
 @needs_no_cuda
@@ -124,6 +127,29 @@ def test_cuda_backends_unavailable_without_cuda() -> None:
         available, reason = available_backends()[name]
         assert available is False
         assert "not installed" in reason or "needs a CUDA device" in reason
+
+
+def test_xformers_probe_reports_a_wheel_without_kernels() -> None:
+    """A mismatched xformers build imports (with a warning) but has no operators; the probe call
+    turns that into 'unavailable' with the library's own first line, instead of failing later."""
+    from papercraft.core.attention import _xformers
+
+    def broken(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("No operator found for `memory_efficient_attention_forward`\n...")
+
+    def working(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return v.clone()
+
+    ok, reason = _xformers._probe_kernels(
+        SimpleNamespace(memory_efficient_attention=broken), device="cpu"
+    )  # type: ignore[arg-type]
+    assert ok is False
+    assert "kernels cannot run here (No operator found" in reason
+    assert "xformers.info" in reason
+    ok, reason = _xformers._probe_kernels(
+        SimpleNamespace(memory_efficient_attention=working), device="cpu"
+    )  # type: ignore[arg-type]
+    assert (ok, reason) == (True, "available")
 
 
 def test_cuda_backends_refuse_cpu_tensors_with_reason() -> None:

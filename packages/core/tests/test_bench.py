@@ -131,3 +131,19 @@ def test_write_custom_markdown_and_plot_metrics(tmp_path) -> None:  # type: igno
     assert sorted(plots) == ["memory_plot", "time_plot"]  # a column no row has is skipped
     assert plots["time_plot"] == tmp_path / "demo_time.png"
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in plots.values())
+
+
+def test_machine_info_names_the_device_measured_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU that is present but unused must not be reported as where a CPU benchmark ran."""
+    import torch
+
+    import papercraft.core.bench as bench_module
+
+    assert bench_module.machine_info()["device"] == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU 80GB")
+    on_cpu = bench_module.machine_info("cpu")
+    assert on_cpu["device"] == "cpu"
+    assert on_cpu["accelerators"] == ["Fake GPU 80GB"]
+    assert bench_module.machine_info("cuda:0")["device"] == "Fake GPU 80GB"

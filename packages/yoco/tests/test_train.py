@@ -215,7 +215,7 @@ def test_two_process_gloo_run_trains_the_tokenizer_once(corpus: list[Path], tmp_
         "--master-addr", "127.0.0.1", "--master-port", str(port),
         "-m", "papercraft.yoco.train", "--config", "tiny", "--data", *map(str, corpus),
         "--output", str(out), "--block-size", "64", "--max-steps", "3", "--batch-size", "4",
-        "--lr", "1e-3", "--warmup", "1", "--eval-fraction", "0.1",
+        "--lr", "1e-3", "--warmup", "1", "--eval-fraction", "0.1", "--cpu",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)

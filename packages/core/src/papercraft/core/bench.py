@@ -221,27 +221,35 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def machine_info() -> dict[str, Any]:
-    """Where a benchmark ran: OS, Python, CPU count, torch version and accelerator."""
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """Where a benchmark ran: OS, Python, CPU count, torch version and accelerator.
+
+    Args:
+        device (str): the device the measurements were made on: ``"cpu"`` or ``"cuda[:N]"``.
+            ``device`` in the result names it (the GPU's model for CUDA); a GPU that is present
+            but unused is listed under ``accelerators`` only. Default: ``"cpu"``.
+    """
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "python": platform.python_version(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "papercraft_core": __version__,
+        "device": "cpu",
     }
     try:
         import torch
-
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-        if torch.cuda.is_available():
-            info["device"] = torch.cuda.get_device_name(0)
-            info["cuda"] = torch.version.cuda
-        else:
-            info["device"] = "cpu"
     except ImportError:  # pragma: no cover
-        info["device"] = "cpu"
+        return info
+    info["torch"] = torch.__version__
+    info["torch_threads"] = torch.get_num_threads()
+    if torch.cuda.is_available():
+        info["accelerators"] = [
+            torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
+        ]
+        info["cuda"] = torch.version.cuda
+        if device.startswith("cuda"):
+            info["device"] = torch.cuda.get_device_name(torch.device(device))
     return info
 
 

@@ -19,9 +19,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from papercraft.core.bench import BenchReport, format_bytes, peak_memory, time_callable
+from papercraft.core.bench import (
+    BenchReport,
+    format_bytes,
+    machine_info,
+    peak_memory,
+    time_callable,
+)
 
-__all__ = ["ATTENTION_METHODS", "attention_benchmark", "run_demo", "write_attention_report"]
+__all__ = [
+    "ATTENTION_METHODS",
+    "attention_benchmark",
+    "default_methods",
+    "run_demo",
+    "write_attention_report",
+]
 
 # method name -> (backend, uses the window)
 ATTENTION_METHODS: dict[str, tuple[str, bool]] = {
@@ -29,7 +41,21 @@ ATTENTION_METHODS: dict[str, tuple[str, bool]] = {
     "sdpa": ("sdpa", False),
     "eager+window": ("eager", True),
     "blockwise": ("blockwise", True),
+    "flash": ("flash", False),
+    "xformers": ("xformers", False),
 }
+_CUDA_ONLY = ("flash", "xformers")
+
+
+def default_methods(device: str) -> list[str]:
+    """Every method that can run on ``device``: the CUDA kernels only where they are available."""
+    from papercraft.core.attention import available_backends
+
+    methods = [m for m in ATTENTION_METHODS if m not in _CUDA_ONLY]
+    if device.startswith("cuda"):
+        report = available_backends()
+        methods += [m for m in _CUDA_ONLY if report[ATTENTION_METHODS[m][0]][0]]
+    return methods
 
 
 def _make_inputs(
@@ -73,7 +99,7 @@ def _attention_call(
 def attention_benchmark(
     *,
     seq_lens: Sequence[int] = (1024, 2048, 4096, 8192),
-    methods: Sequence[str] = tuple(ATTENTION_METHODS),
+    methods: Sequence[str] | None = None,
     heads: int = 4,
     kv_heads: int = 4,
     head_dim: int = 64,
@@ -88,7 +114,8 @@ def attention_benchmark(
 
     Args:
         seq_lens (Sequence[int]): sequence lengths T (queries = keys = T). Default: 1K–8K.
-        methods (Sequence[str]): names from :data:`ATTENTION_METHODS`. Default: all.
+        methods (Sequence[str] | None): names from :data:`ATTENTION_METHODS`. Default: every
+            method that can run on ``device`` (:func:`default_methods`).
         heads (int): query heads. Default: 4.
         kv_heads (int): key/value heads (GQA when fewer than ``heads``). Default: 4.
         head_dim (int): head dimension. Default: 64.
@@ -100,8 +127,13 @@ def attention_benchmark(
         progress (bool): print one line per point. Default: True.
 
     Returns:
-        BenchReport: rows with method, seq_len, median_s, peak_bytes and ratios to eager.
+        BenchReport: rows with method, seq_len, median_s, peak_bytes and ratios to eager. A
+        point that runs out of GPU memory is kept with ``status="out of memory"`` and no numbers.
     """
+    import torch
+
+    if methods is None:
+        methods = default_methods(device)
     unknown = [m for m in methods if m not in ATTENTION_METHODS]
     if unknown:
         raise ValueError(f"methods must be among {sorted(ATTENTION_METHODS)}, got {unknown}")
@@ -111,7 +143,8 @@ def attention_benchmark(
         raise ValueError(f"window must be >= 1, got {window}")
     report = BenchReport(
         title=f"Causal self-attention, B=1, H={heads}, H_kv={kv_heads}, D={head_dim}, "
-        f"window={window}, {dtype}, {device}"
+        f"window={window}, {dtype}, {device}",
+        machine=machine_info(device),
     )
     for seq_len in seq_lens:
         q, k, v = _make_inputs(seq_len, heads, kv_heads, head_dim, dtype, device)
@@ -121,27 +154,36 @@ def attention_benchmark(
             call = functools.partial(
                 _forward, q, k, v, window=window if windowed else None, backend=backend
             )
-            timing = time_callable(call, warmup=1, repeats=repeats)
-            peak = None
-            if measure_memory:
-                peak = peak_memory(
-                    _attention_call,
-                    method,
-                    seq_len,
-                    heads,
-                    kv_heads,
-                    head_dim,
-                    window,
-                    dtype,
-                    device,
-                    device=device,
-                )
-            report.add(method=method, seq_len=int(seq_len), median_s=timing.median, peak_bytes=peak)
+            try:
+                median: float | None = time_callable(call, warmup=1, repeats=repeats).median
+                peak = None
+                if measure_memory:
+                    peak = peak_memory(
+                        _attention_call,
+                        method,
+                        seq_len,
+                        heads,
+                        kv_heads,
+                        head_dim,
+                        window,
+                        dtype,
+                        device,
+                        device=device,
+                    )
+                status = "ok"
+            except torch.OutOfMemoryError:  # e.g. eager's T×T scores at 32K on a GPU
+                median, peak, status = None, None, "out of memory"
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            report.add(
+                method=method, seq_len=int(seq_len), median_s=median, peak_bytes=peak, status=status
+            )
             if progress:
-                mem = "" if peak is None else f", peak {format_bytes(peak)}"
-                print(
-                    f"  attention {method:>13} T={seq_len:>5}: {timing.median * 1e3:8.1f} ms{mem}"
-                )
+                if median is None:
+                    print(f"  attention {method:>13} T={seq_len:>5}: {status}")
+                else:
+                    mem = "" if peak is None else f", peak {format_bytes(peak)}"
+                    print(f"  attention {method:>13} T={seq_len:>5}: {median * 1e3:8.1f} ms{mem}")
     metrics = ["median_s", "peak_bytes"] if measure_memory else ["median_s"]
     report.add_ratios(by="method", baseline="eager", metrics=metrics, keys=["seq_len"])
     report.notes.append(

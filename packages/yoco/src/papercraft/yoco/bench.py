@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from papercraft.core.bench import BenchReport, Timing, format_bytes, time_callable
+from papercraft.core.bench import BenchReport, Timing, format_bytes, machine_info, time_callable
 from papercraft.core.testing import seed_everything
 from papercraft.yoco._version import __version__
 from papercraft.yoco.flops import prefill_flops
@@ -456,7 +456,8 @@ def run_benchmark(settings: BenchSettings | None = None, *, progress: bool = Tru
             f"L={settings.num_layers}, H={settings.num_heads}, H_kv={settings.num_kv_heads}, "
             f"FFN={yoco_config.intermediate_size}, V={settings.vocab_size}, B=1, {settings.dtype}, "
             f"{settings.device}"
-        )
+        ),
+        machine=machine_info(settings.device),
     )
     report.machine["papercraft_yoco"] = __version__
     cpu_model = _cpu_model()

@@ -32,7 +32,6 @@ from transformers import GenerationConfig, GenerationMixin, PreTrainedModel
 from transformers import initialization as hf_init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from transformers.modeling_utils import slice_logits_to_keep
 
 from papercraft.core.ffn import SwiGLU
 from papercraft.core.norm import RMSNorm
@@ -54,6 +53,14 @@ __all__ = [
     "YocoPreTrainedModel",
     "YocoSelfDecoderLayer",
 ]
+
+
+def _keep_positions(hidden: Tensor, logits_to_keep: int | Tensor) -> Tensor:
+    """Positions of ``hidden`` (B, T, ...) to project: the last ``n`` for an int (0 keeps all),
+    or the given position indices for a tensor; transformers' ``logits_to_keep`` convention."""
+    if isinstance(logits_to_keep, int):
+        return hidden[:, -logits_to_keep:] if logits_to_keep > 0 else hidden
+    return hidden[:, logits_to_keep]
 
 
 def _resolved(config: YocoConfig) -> tuple[int, int, int, int]:
@@ -666,9 +673,9 @@ class YocoForCausalLM(YocoPreTrainedModel, GenerationMixin):
                 logits=logits, labels=labels, vocab_size=self.config.vocab_size, **loss_kwargs
             )
             if not (isinstance(logits_to_keep, int) and logits_to_keep == 0):
-                logits = slice_logits_to_keep(logits, logits_to_keep)
+                logits = _keep_positions(logits, logits_to_keep)
         else:
-            logits = self.lm_head(slice_logits_to_keep(hidden, logits_to_keep))
+            logits = self.lm_head(_keep_positions(hidden, logits_to_keep))
         output = CausalLMOutputWithPast(
             loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states
         )

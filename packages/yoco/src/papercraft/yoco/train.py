@@ -405,6 +405,7 @@ def train(
     overwrite_output_dir: bool = False,
     text_field: str = "text",
     report_to: str | list[str] = "none",
+    use_cpu: bool | None = None,
     training_args: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train a YOCO causal LM on text files and save model, tokenizer and result to ``output_dir``.
@@ -462,9 +463,10 @@ def train(
             Default: False
         text_field (str): JSON field of ``.jsonl`` documents. Default: "text"
         report_to (str | list[str]): Trainer loggers. Default: "none"
+        use_cpu (bool | None): train on the CPU even where CUDA exists (e.g. several CPU
+            processes with gloo on a one-GPU machine); None uses CUDA when present. Default: None
         training_args (Mapping[str, Any] | None): further ``TrainingArguments`` fields, which
-            win over the above (e.g. ``disable_tqdm``, ``use_cpu``: by default the CPU is used
-            when no CUDA device exists). Default: None
+            win over the above (e.g. ``disable_tqdm``). Default: None
 
     Returns:
         TrainResult: losses, sizes and the output path.
@@ -539,7 +541,7 @@ def train(
         eval_strategy="steps" if eval_steps and has_eval else "no",
         eval_on_start=bool(eval_on_start and has_eval),
         save_strategy="steps",
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=(not torch.cuda.is_available()) if use_cpu is None else bool(use_cpu),
     )
     if gradient_checkpointing:  # transformers 5 renamed it; pass whichever this version has
         known = "activation_checkpointing" in known_fields
@@ -696,6 +698,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--resume", dest="resume_from_checkpoint", action="store_true", help="from --output")
     add("--overwrite", dest="overwrite_output_dir", action="store_true", help="non-empty --output")
     add("--report-to", metavar="NAME", default="none", help="Trainer loggers (none)")
+    add("--cpu", dest="use_cpu", action="store_const", const=True, help="train on the CPU")
     # The deepspeed launcher appends --local_rank=N; the rank is read from the environment.
     add("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
 

@@ -56,7 +56,25 @@ def _xformers_availability() -> tuple[bool, str]:
     if not torch.cuda.is_available():
         return False, "needs a CUDA device (none found)"
     ops, _, reason = _import_xformers()
-    return ops is not None, reason
+    if ops is None:
+        return False, reason
+    return _probe_kernels(ops, device="cuda")
+
+
+def _probe_kernels(ops: ModuleType, *, device: str) -> tuple[bool, str]:
+    """Run one tiny attention call: a wheel built for another torch/CUDA/Python imports fine (it
+    only warns) but has no kernels, and only a call tells."""
+    try:
+        probe = torch.zeros(1, 8, 1, 64, device=device, dtype=torch.float16)
+        ops.memory_efficient_attention(probe, probe, probe)
+    except Exception as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        return False, (
+            f"xformers is installed but its kernels cannot run here ({first}); "
+            "see `python -m xformers.info`"
+        )
+    return True, "available"
 
 
 def _xformers_supports(
