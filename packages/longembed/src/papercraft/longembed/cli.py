@@ -69,12 +69,8 @@ def _real_task(text: str) -> tuple[str, str]:
 
 
 def _tasks(args: argparse.Namespace, tokenizer: Any) -> list[Any]:
-    from papercraft.longembed.tasks import (
-        load_real_task,
-        load_task,
-        make_needle_task,
-        make_passkey_task,
-    )
+    from papercraft.longembed.taskio import load_real_task, load_task
+    from papercraft.longembed.tasks import make_needle_task, make_passkey_task
 
     unknown = [t for t in args.tasks if t not in _SYNTHETIC]
     if unknown:
@@ -134,7 +130,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     """Handler of ``papercraft longembed generate``."""
-    from papercraft.longembed.tasks import make_needle_task, make_passkey_task, write_task
+    from papercraft.longembed.taskio import write_task
+    from papercraft.longembed.tasks import make_needle_task, make_passkey_task
 
     tokenizer = None
     if args.tokenizer:
