@@ -337,7 +337,7 @@ def test_pcw_chunks_rule() -> None:
 
 
 def test_pcw_chunk_boundaries_fed_to_model(tiny512: tuple[Any, Any]) -> None:
-    from papercraft.longembed.extend import extend
+    from papercraft.longembed.extension import extend
 
     model, tokenizer = tiny512
     extend(model, 2048, "pcw")
@@ -401,7 +401,7 @@ def test_pcw_prefix_counts_inside_each_chunk(tiny512: tuple[Any, Any]) -> None:
 
 
 def test_extension_sets_defaults(tiny: tuple[Any, Any]) -> None:
-    from papercraft.longembed.extend import extend
+    from papercraft.longembed.extension import extend
 
     model, tokenizer = tiny
     extend(model, 512, "pi")

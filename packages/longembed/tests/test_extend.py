@@ -22,8 +22,8 @@ from transformers import (
     RobertaModel,
 )
 
-from papercraft.longembed import extend as ext
-from papercraft.longembed.extend import (
+from papercraft.longembed import extension as ext
+from papercraft.longembed.extension import (
     ExtensionInfo,
     default_selfextend,
     extend,
@@ -412,3 +412,30 @@ def test_bad_arguments(minilm: tuple[Any, Any]) -> None:
 def test_format_version_is_checked() -> None:
     with pytest.raises(ValueError, match="format_version"):
         ExtensionInfo.from_dict({"format_version": 99, "method": "pi"})
+
+
+def test_modernbert_per_layer_rope() -> None:
+    """ModernBERT keeps one RoPE base per layer type: ntk and pi change both, selfextend (one
+    frequency set) is refused with the reason."""
+    from transformers import ModernBertConfig, ModernBertModel
+
+    torch.manual_seed(0)
+    config = ModernBertConfig(
+        vocab_size=100, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=64, local_attention=16, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2,
+    )  # fmt: skip
+    model = ModernBertModel(config).eval()
+    thetas = {k: v["rope_theta"] for k, v in model.config.rope_parameters.items()}
+    ntk = extend(copy.deepcopy(model), 256, "ntk")
+    d = 16
+    for layer_type, theta in thetas.items():
+        assert ntk.config.rope_parameters[layer_type]["rope_theta"] == theta * 5
+        want = 1.0 / ((theta * 5) ** (torch.arange(0, d, 2).float() / d))
+        assert torch.allclose(getattr(ntk.rotary_emb, f"{layer_type}_inv_freq"), want)
+    ids = torch.randint(3, 100, (1, 200))
+    assert torch.isfinite(_hidden(ntk, input_ids=ids)).all()
+    pi = extend(copy.deepcopy(model), 256, "pi")
+    assert {v["rope_type"] for v in pi.config.rope_parameters.values()} == {"linear"}
+    with pytest.raises(ValueError, match="selfextend needs one RoPE frequency set"):
+        extend(copy.deepcopy(model), 256, "selfextend")

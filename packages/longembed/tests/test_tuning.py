@@ -14,7 +14,7 @@ from transformers import RobertaConfig, RobertaModel
 
 from papercraft.core.testing import sample_texts, tiny_bert, tiny_wordpiece_tokenizer
 from papercraft.longembed import tuning
-from papercraft.longembed.extend import extend, extension_info, load_extended
+from papercraft.longembed.extension import extend, extension_info, load_extended
 from papercraft.longembed.tuning import (
     RESULT_NAME,
     PoSECollator,

@@ -48,12 +48,12 @@ __all__ = [
 ]
 
 _WHERE = {
-    "APE_METHODS": "extend",
-    "ROPE_METHODS": "extend",
-    "ExtensionInfo": "extend",
-    "extend": "extend",
-    "extension_info": "extend",
-    "load_extended": "extend",
+    "APE_METHODS": "extension",
+    "ROPE_METHODS": "extension",
+    "ExtensionInfo": "extension",
+    "extend": "extension",
+    "extension_info": "extension",
+    "load_extended": "extension",
     "LongEmbedder": "embedder",
     "MTEBEncoder": "adapters",
     "RetrievalTask": "tasks",

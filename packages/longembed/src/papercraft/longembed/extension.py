@@ -144,12 +144,21 @@ def _position_table(model: nn.Module) -> nn.Embedding | None:
     return table if isinstance(table, nn.Embedding) else None
 
 
+def _inv_freqs(module: nn.Module) -> list[Tensor]:
+    """A rotary module's frequency buffers: ``inv_freq``, or one per layer type
+    (``<layer_type>_inv_freq``, ModernBERT); the ``original_*`` copies are skipped."""
+    return [
+        buffer
+        for name, buffer in module.named_buffers(recurse=False)
+        if name.endswith("inv_freq") and not name.startswith("original")
+    ]
+
+
 def _rotary_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [
         (name, module)
         for name, module in model.named_modules()
-        if type(module).__name__.endswith("RotaryEmbedding")
-        and isinstance(getattr(module, "inv_freq", None), Tensor)
+        if type(module).__name__.endswith("RotaryEmbedding") and _inv_freqs(module)
     ]
 
 
@@ -507,7 +516,7 @@ def _rebuild_rotary(model: nn.Module) -> None:
         parent = model.get_submodule(parent_name) if parent_name else model
         config = getattr(module, "config", getattr(model, "config", None))
         rebuilt = type(module)(config)
-        rebuilt.to(_buffer(module, "inv_freq").device)
+        rebuilt.to(_inv_freqs(module)[0].device)
         setattr(parent, attr, rebuilt)
 
 
@@ -521,18 +530,10 @@ def _rope_parameter_dicts(config: Any) -> list[dict[str, Any]]:
     raise ValueError(f"unrecognised config.rope_parameters: {params!r}")
 
 
-def _buffer(module: nn.Module, name: str) -> Tensor:
-    value = getattr(module, name)
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{type(module).__name__}.{name} is not a tensor")
-    return value
-
-
 def _inv_freq(model: nn.Module) -> Tensor:
-    modules = _rotary_modules(model)
-    first = _buffer(modules[0][1], "inv_freq")
-    for name, module in modules[1:]:
-        other = _buffer(module, "inv_freq")
+    frequencies = [(name, f) for name, m in _rotary_modules(model) for f in _inv_freqs(m)]
+    first = frequencies[0][1]
+    for name, other in frequencies[1:]:
         if other.shape != first.shape or not torch.equal(other, first):
             raise ValueError(
                 f"selfextend needs one RoPE frequency set; {name} differs (per-layer RoPE, e.g. "
@@ -666,7 +667,7 @@ def extend(
     else:
         dicts = _rope_parameter_dicts(config)
         if method == "ntk":
-            rotary_dim = 2 * int(_buffer(_rotary_modules(model)[0][1], "inv_freq").shape[0])
+            rotary_dim = 2 * int(_inv_freqs(_rotary_modules(model)[0][1])[0].shape[0])
             multiplier = options.get("base_multiplier")
             if multiplier is None:
                 multiplier = ntk_base_multiplier(scale, rotary_dim)
