@@ -439,3 +439,15 @@ def test_modernbert_per_layer_rope() -> None:
     assert {v["rope_type"] for v in pi.config.rope_parameters.values()} == {"linear"}
     with pytest.raises(ValueError, match="selfextend needs one RoPE frequency set"):
         extend(copy.deepcopy(model), 256, "selfextend")
+
+
+@pytest.mark.parametrize("method", ["ntk", "pi"])
+def test_rope_weight_methods_reload_with_plain_from_pretrained(method: str, tmp_path: Path) -> None:
+    """ntk and pi change only the config: without attention scaling, a plain
+    AutoModel.from_pretrained gives the extended model exactly."""
+    extended = extend(_nomic(), 256, method, attention_scaling=False)
+    extended.save_pretrained(tmp_path)
+    plain = AutoModel.from_pretrained(tmp_path).eval()
+    assert plain.config.rope_parameters == extended.config.rope_parameters
+    ids = torch.randint(0, 100, (2, 180))
+    assert torch.equal(_hidden(plain, input_ids=ids), _hidden(extended, input_ids=ids))
