@@ -170,9 +170,7 @@ class Comparison:
             return paths
         for task in self.tasks():
             path = out / f"{name}_{task}.png"
-            paths[f"plot_{task}"] = plot_by_length(
-                self.results, path, task=task, title=f"{self.model}: {task}"
-            )
+            paths[f"plot_{task}"] = plot_by_length(self.results, path, task=task, title=self.model)
         return paths
 
 
