@@ -107,6 +107,18 @@ def _package_requirements(package: str, extras: str = "") -> list[str]:
     return [str(ROOT / "packages" / "core"), spec]
 
 
+def _extras(package: str) -> set[str]:
+    """The optional-dependency groups a package declares."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    with (ROOT / "packages" / package / "pyproject.toml").open("rb") as fh:
+        project = tomllib.load(fh).get("project", {})
+    return set(project.get("optional-dependencies", {}))
+
+
 def _import_name(package: str) -> str:
     return f"papercraft.{package}"
 
@@ -246,9 +258,14 @@ def build(session: nox.Session, package: str) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Install every package and run `papercraft demo` (outputs under demo-output/)."""
+    """Install every package (with its `demo` extra, if any) and run `papercraft demo`
+    (outputs under demo-output/)."""
     reqs = [f"{ROOT / 'packages' / 'core'}[plot]"]
-    reqs += [str(ROOT / "packages" / p) for p in PACKAGES if p != "core"]
+    reqs += [
+        str(ROOT / "packages" / p) + ("[demo]" if "demo" in _extras(p) else "")
+        for p in PACKAGES
+        if p != "core"
+    ]
     _install(session, *reqs)
     session.run("papercraft", "info")
     session.run("papercraft", "demo", "--output", str(ROOT / "demo-output"), *session.posargs)
