@@ -1,0 +1,210 @@
+"""Search an SVDR index: beta, alpha and parametric modes, late rerank, exact explanations.
+
+| mode | query side | index | score |
+|---|---|---|---|
+| ``"beta"`` | encoded query weights | bag of tokens (binary) | sum of the query's weights over the tokens the passage contains |
+| ``"alpha"`` | the query's bag of tokens | embedding index | sum of the passage's weights over the query's tokens |
+| ``"parametric"`` | encoded query weights | embedding index | ``q · p`` |
+
+Search is a scipy sparse product ``Q · Pᵀ`` over batches of queries. With ``rerank=m`` the top
+``m`` hits are re-scored parametrically (the passages encoded with the passage tower) and
+re-sorted. Every returned score is the exact sum, in float64, of its per-token contributions
+``q_i · p_i``, which :attr:`Hit.explanation` lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from papercraft.svdr.index import BagOfTokensIndex, EmbeddingIndex, SparseIndex
+from papercraft.svdr.model import SVDREncoder, bag_of_tokens
+
+__all__ = ["MODES", "Hit", "Retriever"]
+
+MODES = ("beta", "alpha", "parametric")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved document.
+
+    Args:
+        doc_id (str): the document id.
+        score (float): the exact sum of the contributions (float64).
+        explanation (tuple[tuple[str, float], ...]): ``(token, q_i · p_i)`` for every shared
+            dimension, largest first; empty unless asked for.
+    """
+
+    doc_id: str
+    score: float
+    explanation: tuple[tuple[str, float], ...] = field(default=())
+
+
+class Retriever:
+    """Search one index with an SVDR encoder and its tokenizer.
+
+    Args:
+        encoder (SVDREncoder): the encoder (eval mode is set).
+        tokenizer (PreTrainedTokenizerBase): its tokenizer.
+        index (SparseIndex): a :class:`BagOfTokensIndex` or an :class:`EmbeddingIndex`.
+        texts (Mapping[str, str] | Callable[[str], str] | None): passage text by id, needed to
+            rerank a bag-of-tokens search. Default: None
+        query_max_length (int): query truncation (128 as the paper). Default: 128
+        passage_max_length (int): passage truncation for reranking (256). Default: 256
+        batch_size (int): queries per sparse product. Default: 64
+    """
+
+    def __init__(
+        self,
+        encoder: SVDREncoder,
+        tokenizer: Any,
+        index: SparseIndex,
+        *,
+        texts: Mapping[str, str] | Callable[[str], str] | None = None,
+        query_max_length: int = 128,
+        passage_max_length: int = 256,
+        batch_size: int = 64,
+    ) -> None:
+        if index.space != encoder.space:
+            raise ValueError(
+                "index and encoder use different vocabulary spaces (built with another tokenizer?): "
+                f"{index.space.to_dict()} vs {encoder.space.to_dict()}"
+            )
+        for name, value in (
+            ("query_max_length", query_max_length),
+            ("passage_max_length", passage_max_length),
+            ("batch_size", batch_size),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.encoder = encoder.eval()
+        self.tokenizer = tokenizer
+        self.index = index
+        self.texts = texts
+        self.query_max_length = query_max_length
+        self.passage_max_length = passage_max_length
+        self.batch_size = batch_size
+
+    # --------------------------------------------------------------------------------------------
+
+    def _tokens(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+        too_long = [
+            i
+            for i, ids in enumerate(self.tokenizer(texts, add_special_tokens=True)["input_ids"])
+            if len(ids) > max_length
+        ]
+        if too_long and max_length == self.query_max_length:
+            raise ValueError(
+                f"queries {too_long[:5]} exceed query_max_length={max_length} tokens; shorten them "
+                "or raise query_max_length"
+            )
+        return dict(
+            self.tokenizer(
+                texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            )
+        )
+
+    def _queries(self, queries: list[str], mode: str) -> sp.csr_matrix:
+        batch = self._tokens(queries, self.query_max_length)
+        with torch.inference_mode():
+            if mode == "alpha":
+                weights = bag_of_tokens(
+                    batch["input_ids"], batch["attention_mask"], self.encoder.space
+                )
+            else:
+                weights = self.encoder(batch["input_ids"], batch["attention_mask"], tower="query")
+        return sp.csr_matrix(weights.float().numpy())
+
+    def _passage_rows(self, doc_ids: list[str]) -> sp.csr_matrix:
+        if self.texts is None:
+            raise ValueError("rerank over a bag-of-tokens index needs texts= (passage text by id)")
+        lookup = self.texts if callable(self.texts) else self.texts.__getitem__
+        batch = self._tokens([lookup(d) for d in doc_ids], self.passage_max_length)
+        with torch.inference_mode():
+            weights = self.encoder(batch["input_ids"], batch["attention_mask"], tower="passage")
+        return sp.csr_matrix(weights.float().numpy())
+
+    def _explain(
+        self, q: sp.csr_matrix, p: sp.csr_matrix, explain: bool
+    ) -> Hit | tuple[float, Any]:
+        product = q.multiply(p).tocoo()
+        values = product.data.astype(np.float64)
+        order = np.argsort(-values, kind="stable")
+        score = float(values[order].sum()) if values.size else 0.0
+        if not explain:
+            return score, ()
+        tokens = self.tokenizer.convert_ids_to_tokens(
+            (product.col[order] + self.encoder.space.shift).tolist()
+        )
+        return score, tuple(zip(tokens, values[order].tolist(), strict=True))
+
+    def search(
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        *,
+        mode: str = "beta",
+        rerank: int | None = None,
+        explain: bool = False,
+    ) -> list[list[Hit]]:
+        """The top ``k`` documents of each query.
+
+        Args:
+            queries (Sequence[str]): query texts.
+            k (int): hits per query. Default: 10
+            mode (str): ``"beta"`` (bag-of-tokens index), ``"alpha"`` or ``"parametric"``
+                (embedding index). Default: "beta"
+            rerank (int | None): re-score the top ``rerank`` hits parametrically (needs ``texts``
+                for a bag-of-tokens index). Default: None
+            explain (bool): attach per-token contributions. Default: False
+
+        Returns:
+            list[list[Hit]]: per query, hits by decreasing score (ties: index order).
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+        if mode == "beta" and not isinstance(self.index, BagOfTokensIndex):
+            raise ValueError("mode='beta' searches a BagOfTokensIndex")
+        if mode in ("alpha", "parametric") and not isinstance(self.index, EmbeddingIndex):
+            raise ValueError(f"mode={mode!r} searches an EmbeddingIndex")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        if rerank is not None and (not isinstance(rerank, int) or rerank < k):
+            raise ValueError(f"rerank must be an int >= k ({k}), got {rerank!r}")
+        texts = list(queries)
+        if not texts or not all(isinstance(q, str) and q.strip() for q in texts):
+            raise ValueError("queries must be a non-empty list of non-empty strings")
+        matrix = self.index.matrix
+        depth = min(rerank or k, matrix.shape[0])
+        results: list[list[Hit]] = []
+        for start in range(0, len(texts), self.batch_size):
+            chunk = texts[start : start + self.batch_size]
+            q_rows = self._queries(chunk, mode)
+            scores = (q_rows @ matrix.T).toarray()  # [b, N]
+            for row in range(len(chunk)):
+                order = np.argsort(-scores[row], kind="stable")[:depth]
+                doc_ids = [self.index.ids[i] for i in order]
+                q = q_rows[row]
+                if rerank is not None:
+                    if isinstance(self.index, BagOfTokensIndex):
+                        rows = self._passage_rows(doc_ids)
+                    else:
+                        rows = matrix[order]
+                    if mode == "alpha":  # rerank parametrically: the encoded query
+                        q = self._queries([chunk[row]], "parametric")
+                    pairs = [(d, rows[j]) for j, d in enumerate(doc_ids)]
+                else:
+                    pairs = [(d, matrix[i]) for d, i in zip(doc_ids, order, strict=True)]
+                hits = []
+                for doc_id, p in pairs:
+                    score, explanation = self._explain(q, p, explain)  # type: ignore[misc]
+                    hits.append(Hit(doc_id, score, explanation))
+                hits.sort(key=lambda h: -h.score)  # stable: ties keep the retrieval order
+                results.append(hits[:k])
+        return results
