@@ -1,0 +1,156 @@
+"""Training and evaluation data readers: DPR-format training JSON and BEIR-format folders.
+
+- DPR (``biencoder-nq-train.json`` and friends): a JSON list of
+  ``{"question", "answers", "positive_ctxs": [{"title", "text", "passage_id"?}], "hard_negative_ctxs":
+  [...], "negative_ctxs": [...]}``. :func:`read_dpr` keeps the examples with at least one positive
+  (as DPR's training does) and says how many it dropped.
+- BEIR: ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl`` (``_id``, ``text``)
+  and ``qrels/<split>.tsv`` (``query-id  corpus-id  score``, header line). :func:`read_beir` returns
+  the three mappings, the queries limited to those with judgements in the split.
+
+Both raise a ``ValueError`` naming the file and line on malformed input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from papercraft.core.data import read_jsonl
+
+__all__ = ["BeirData", "DprExample", "Passage", "read_beir", "read_dpr"]
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A passage: its text, title and (optional) id."""
+
+    text: str
+    title: str = ""
+    passage_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DprExample:
+    """One DPR training example."""
+
+    question: str
+    positives: tuple[Passage, ...]
+    hard_negatives: tuple[Passage, ...] = ()
+    negatives: tuple[Passage, ...] = ()
+    answers: tuple[str, ...] = ()
+
+
+def _passages(items: Any, where: str) -> tuple[Passage, ...]:
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise ValueError(f"{where}: expected a list of passages, got {type(items).__name__}")
+    out = []
+    for j, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            raise ValueError(f"{where}[{j}]: a passage needs a 'text' string, got {item!r:.80}")
+        pid = item.get("passage_id", item.get("psg_id"))
+        out.append(
+            Passage(item["text"], str(item.get("title") or ""), None if pid is None else str(pid))
+        )
+    return tuple(out)
+
+
+def read_dpr(path: str | os.PathLike[str]) -> tuple[list[DprExample], int]:
+    """Read a DPR-format training file.
+
+    Args:
+        path (str | os.PathLike): the ``.json`` file (a list of examples).
+
+    Returns:
+        tuple[list[DprExample], int]: the examples with a positive, and how many had none.
+    """
+    file = Path(path)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{file}: not valid JSON ({error})") from error
+    if not isinstance(data, list):
+        raise ValueError(f"{file}: expected a JSON list of examples, got {type(data).__name__}")
+    examples, dropped = [], 0
+    for i, row in enumerate(data):
+        where = f"{file}: example {i}"
+        if not isinstance(row, dict) or not isinstance(row.get("question"), str):
+            raise ValueError(f"{where}: needs a 'question' string")
+        positives = _passages(row.get("positive_ctxs"), f"{where}.positive_ctxs")
+        if not positives:
+            dropped += 1
+            continue
+        examples.append(
+            DprExample(
+                question=row["question"],
+                positives=positives,
+                hard_negatives=_passages(
+                    row.get("hard_negative_ctxs"), f"{where}.hard_negative_ctxs"
+                ),
+                negatives=_passages(row.get("negative_ctxs"), f"{where}.negative_ctxs"),
+                answers=tuple(str(a) for a in row.get("answers") or ()),
+            )
+        )
+    return examples, dropped
+
+
+@dataclass
+class BeirData:
+    """A BEIR split: corpus id -> {title, text}, query id -> text, query id -> {doc id: grade}."""
+
+    corpus: dict[str, dict[str, str]]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+
+def _text_field(row: Any, key: str, where: str) -> str:
+    value = row.get(key) if isinstance(row, dict) else None
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: needs a '{key}' string, got {row!r:.80}")
+    return value
+
+
+def read_beir(directory: str | os.PathLike[str], split: str = "test") -> BeirData:
+    """Read a BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``)."""
+    root = Path(directory)
+    for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
+        if not (root / name).is_file():
+            raise FileNotFoundError(f"{root} is not a BEIR folder for split {split!r}: no {name}")
+    corpus: dict[str, dict[str, str]] = {}
+    for n, row in enumerate(read_jsonl(root / "corpus.jsonl"), start=1):
+        where = f"{root / 'corpus.jsonl'}, line {n}"
+        doc_id = str(_text_field(row, "_id", where))
+        if doc_id in corpus:
+            raise ValueError(f"{where}: duplicate document id {doc_id!r}")
+        corpus[doc_id] = {
+            "title": str(row.get("title") or ""),
+            "text": _text_field(row, "text", where),
+        }
+    queries_all: dict[str, str] = {}
+    for n, row in enumerate(read_jsonl(root / "queries.jsonl"), start=1):
+        where = f"{root / 'queries.jsonl'}, line {n}"
+        queries_all[_text_field(row, "_id", where)] = _text_field(row, "text", where)
+    qrels: dict[str, dict[str, int]] = {}
+    qrels_path = root / "qrels" / f"{split}.tsv"
+    for n, line in enumerate(qrels_path.read_text(encoding="utf-8").splitlines(), start=1):
+        cells = line.split("\t")
+        if n == 1 and cells[0] == "query-id":
+            continue
+        if not line.strip():
+            continue
+        if len(cells) != 3:
+            raise ValueError(f"{qrels_path}, line {n}: expected query-id, corpus-id, score")
+        query_id, doc_id, grade = cells
+        try:
+            qrels.setdefault(query_id, {})[doc_id] = int(grade)
+        except ValueError as error:
+            raise ValueError(f"{qrels_path}, line {n}: score must be an integer") from error
+        if query_id not in queries_all or doc_id not in corpus:
+            raise ValueError(f"{qrels_path}, line {n}: unknown query or document id")
+    queries = {q: queries_all[q] for q in qrels}
+    return BeirData(corpus, queries, qrels)
