@@ -729,7 +729,21 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if int(os.environ.get("RANK", "0")) == 0:  # one report per launch, not one per rank
         print(json.dumps(result.to_dict(), indent=2))
+    _close_process_group()
     return 0
+
+
+def _close_process_group() -> None:
+    """Tear the process group down while every rank is still alive.
+
+    Left to interpreter exit, gloo's threads can be destroyed while joinable on one rank
+    (``terminate called without an active exception``, exit code -6) although training finished.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def add_cli(actions: argparse._SubParsersAction) -> None:
