@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from papercraft.core._version import __version__
 
-__all__ = ["COMMANDS_GROUP", "DEMOS_GROUP", "Command", "build_parser", "main"]
+__all__ = ["COMMANDS_GROUP", "DEMOS_GROUP", "Command", "build_parser", "main", "parse_int_list"]
 
 COMMANDS_GROUP = "papercraft.commands"
 DEMOS_GROUP = "papercraft.demos"
@@ -94,7 +94,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _parse_int_list(text: str) -> list[int]:
+def parse_int_list(text: str) -> list[int]:
+    """An argparse ``type``: ``"256,512"`` -> ``[256, 512]`` (positive integers; the method
+    packages' commands use it too)."""
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -151,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench = sub.add_parser("bench", help="core benchmarks")
     bench_sub = p_bench.add_subparsers(dest="bench_target", metavar="TARGET", required=True)
     p_att = bench_sub.add_parser("attention", help="eager vs sdpa vs windowed attention")
-    p_att.add_argument("--seq-lens", type=_parse_int_list, default=[1024, 2048, 4096, 8192])
+    p_att.add_argument("--seq-lens", type=parse_int_list, default=[1024, 2048, 4096, 8192])
     p_att.add_argument("--heads", type=int, default=4)
     p_att.add_argument("--kv-heads", type=int, default=None)
     p_att.add_argument("--head-dim", type=int, default=64)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from papercraft.core.cli import parse_int_list
 from papercraft.longembed._version import __version__
 
 __all__ = ["Command", "command"]
@@ -40,18 +41,6 @@ def _info(args: argparse.Namespace) -> int:
     print(_SUMMARY)
     print(f"paper: {_PAPER}")
     return 0
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def _name_list(text: str) -> list[str]:
@@ -168,7 +157,7 @@ def _add_task_options(parser: argparse.ArgumentParser) -> None:
 
     default = ",".join(str(n) for n in DEFAULT_LENGTHS)
     add = parser.add_argument
-    add("--lengths", type=_int_list, default=list(DEFAULT_LENGTHS), help=f"tokens ({default})")
+    add("--lengths", type=parse_int_list, default=list(DEFAULT_LENGTHS), help=f"tokens ({default})")
     add("--num-queries", type=int, default=50, help="queries per length (50, as the paper)")
     add("--num-documents", type=int, default=100, help="documents per length (100, as the paper)")
     add("--seed", type=int, default=0, help="generator seed (0)")
