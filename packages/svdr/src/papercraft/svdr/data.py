@@ -8,7 +8,9 @@
   and ``qrels/<split>.tsv`` (``query-id  corpus-id  score``, header line). :func:`read_beir` returns
   the three mappings, the queries limited to those with judgements in the split.
 
-Both raise a ``ValueError`` naming the file and line on malformed input.
+Both raise a ``ValueError`` naming the file and line on malformed input. :func:`write_beir` writes
+a folder :func:`read_beir` reads (atomically), and :func:`passage_text` is the one way a passage's
+title and text become the string that the index, the encoder and the baselines all see.
 """
 
 from __future__ import annotations
@@ -19,9 +21,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from papercraft.core.data import read_jsonl
+from papercraft.core.data import read_jsonl, write_jsonl
+from papercraft.core.io import atomic_directory
 
-__all__ = ["BeirData", "DprExample", "Passage", "read_beir", "read_dpr"]
+__all__ = [
+    "BeirData",
+    "DprExample",
+    "Passage",
+    "passage_text",
+    "read_beir",
+    "read_dpr",
+    "write_beir",
+]
+
+
+def passage_text(title: str, text: str) -> str:
+    """A passage as one string: ``"{title} {text}"`` (just ``text`` without a title).
+
+    The official code feeds the title as the first segment of a text pair; joining them keeps one
+    string for the bag-of-tokens index, the encoder and the baselines (the token set is the same).
+    """
+    title = title.strip()
+    return f"{title} {text}" if title else text
 
 
 @dataclass(frozen=True)
@@ -154,3 +175,47 @@ def read_beir(directory: str | os.PathLike[str], split: str = "test") -> BeirDat
             raise ValueError(f"{qrels_path}, line {n}: unknown query or document id")
     queries = {q: queries_all[q] for q in qrels}
     return BeirData(corpus, queries, qrels)
+
+
+def write_beir(
+    data: BeirData,
+    directory: str | os.PathLike[str],
+    split: str = "test",
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``data`` as a BEIR folder (the whole folder appears at once, or not at all).
+
+    Args:
+        data (BeirData): corpus, queries and qrels.
+        directory (str | os.PathLike): the folder to create.
+        split (str): the qrels file name, ``qrels/<split>.tsv``. Default: "test"
+        overwrite (bool): replace an existing folder. Default: False
+
+    Returns:
+        Path: the folder.
+    """
+    if not data.corpus:
+        raise ValueError("data.corpus must not be empty")
+    for query_id, judged in data.qrels.items():
+        if query_id not in data.queries:
+            raise ValueError(f"data.qrels names query {query_id!r}, which data.queries lacks")
+        missing = [d for d in judged if d not in data.corpus]
+        if missing:
+            raise ValueError(
+                f"data.qrels[{query_id!r}] names documents not in the corpus: {missing[:5]}"
+            )
+    with atomic_directory(directory, overwrite=overwrite) as tmp:
+        write_jsonl(
+            tmp / "corpus.jsonl",
+            (
+                {"_id": d, "title": row.get("title", ""), "text": row["text"]}
+                for d, row in data.corpus.items()
+            ),
+        )
+        write_jsonl(tmp / "queries.jsonl", ({"_id": q, "text": t} for q, t in data.queries.items()))
+        (tmp / "qrels").mkdir()
+        lines = ["query-id\tcorpus-id\tscore"]
+        lines += [f"{q}\t{d}\t{g}" for q, judged in data.qrels.items() for d, g in judged.items()]
+        (tmp / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return Path(directory)

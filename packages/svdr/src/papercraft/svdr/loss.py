@@ -22,9 +22,17 @@ from torch import Tensor, nn
 __all__ = ["LossParts", "gather", "semi_parametric_loss", "symmetric_nll"]
 
 
-def symmetric_nll(queries: Tensor, passages: Tensor, temperature: float = 1.0) -> Tensor:
+def symmetric_nll(
+    queries: Tensor, passages: Tensor, temperature: float = 1.0, keys: Tensor | None = None
+) -> Tensor:
     """``CE(q·pᵀ/τ, i) + CE((q·pᵀ)[:, :N]ᵀ/τ, i)``: queries ``[N, V]``, passages ``[M, V]``
-    (``M ≥ N``; row ``i < N`` is query ``i``'s positive, the rest are negatives)."""
+    (``M ≥ N``; row ``i < N`` is query ``i``'s positive, the rest are negatives).
+
+    With ``keys`` (``[M]`` ints, equal for equal passages), a copy of query ``i``'s positive
+    elsewhere in the batch is not counted as a negative (nor, in the passage term, a query whose
+    positive is the same passage): the official code has no such mask, so a passage that is one
+    query's positive and another's hard negative pushes its own query away.
+    """
     n = queries.shape[0]
     if passages.shape[0] < n:
         raise ValueError(f"passages must hold at least the {n} positives, got {passages.shape[0]}")
@@ -32,6 +40,12 @@ def symmetric_nll(queries: Tensor, passages: Tensor, temperature: float = 1.0) -
         raise ValueError(f"temperature must be > 0, got {temperature}")
     scores = queries @ passages.T / temperature  # [N, M]
     target = torch.arange(n, device=scores.device)
+    if keys is not None:
+        if keys.shape != (passages.shape[0],):
+            raise ValueError(f"keys must be [M] = [{passages.shape[0]}], got {tuple(keys.shape)}")
+        same = keys[:n].unsqueeze(1) == keys.unsqueeze(0)  # [N, M]
+        same[target, target] = False
+        scores = scores.masked_fill(same, float("-inf"))
     per_query = nn.functional.cross_entropy(scores, target)
     per_passage = nn.functional.cross_entropy(scores[:, :n].T, target)
     return per_query + per_passage
@@ -77,6 +91,7 @@ def semi_parametric_loss(
     *,
     k: int = 768,
     temperature: float = 1.0,
+    passage_keys: Tensor | None = None,
 ) -> LossParts:
     """The mean of SVDR's four symmetric InfoNCE terms.
 
@@ -88,6 +103,9 @@ def semi_parametric_loss(
         p_bin (Tensor): like ``p``, the passages' bags of tokens.
         k (int): top-k of the sparse terms (768 as the paper). Default: 768
         temperature (float): τ (1 as the paper). Default: 1.0
+        passage_keys (Tensor | None): ``[N·(1+h)]`` ints identifying each passage's text; copies
+            of a query's positive are then not its negatives (see :func:`symmetric_nll`). None
+            counts every other row as a negative (the official behaviour). Default: None
 
     Returns:
         LossParts: the loss and its four terms.
@@ -113,11 +131,19 @@ def semi_parametric_loss(
     p_topk = global_passages(_topk_or_bin(p, p_bin, k))
     q_all, p_all = gather(q), global_passages(p)
     q_bin_all, p_bin_all = gather(q_bin), global_passages(p_bin)
+    keys = None
+    if passage_keys is not None:
+        if passage_keys.shape != (p.shape[0],):
+            raise ValueError(
+                f"passage_keys must be [{p.shape[0]}] (one per passage), got "
+                f"{tuple(passage_keys.shape)}"
+            )
+        keys = global_passages(passage_keys)
     terms = (
-        symmetric_nll(q_topk, p_all, temperature),
-        symmetric_nll(q_all, p_topk, temperature),
-        symmetric_nll(q_bin_all, p_all, temperature),
-        symmetric_nll(q_all, p_bin_all, temperature),
+        symmetric_nll(q_topk, p_all, temperature, keys),
+        symmetric_nll(q_all, p_topk, temperature, keys),
+        symmetric_nll(q_bin_all, p_all, temperature, keys),
+        symmetric_nll(q_all, p_bin_all, temperature, keys),
     )
     loss = torch.stack(terms).mean()
     values = [float(t.detach()) for t in terms]

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from papercraft.svdr.vocab import VocabularySpace
 
-__all__ = ["SVDREncoder", "bag_of_tokens", "elu1p", "sparsify"]
+__all__ = ["SVDREncoder", "bag_of_tokens", "elu1p", "max_over_tokens", "sparsify"]
 
 FORMAT = "papercraft.svdr.encoder"
 FORMAT_VERSION = 1
@@ -39,6 +39,80 @@ _TOWERS = ("query", "passage")
 def elu1p(x: Tensor) -> Tensor:
     """``ELU(x) + 1``: positive everywhere, ``x + 1`` for ``x > 0``."""
     return nn.functional.elu(x) + 1.0
+
+
+class _MaxOverTokens(torch.autograd.Function):
+    """``max_t h_t · vᵀ`` over unmasked tokens, computed and differentiated in token chunks.
+
+    Forward keeps only the running max ``[B, V]`` and its argmax; backward routes each gradient
+    ``g[b, v]`` to the winning token, again chunk by chunk, so neither pass holds ``[B, L, V]``
+    (autograd through a plain chunked ``amax`` would save every chunk's logits).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, hidden: Tensor, vocab: Tensor, mask: Tensor, chunk: int) -> Tensor:
+        batch, length, _ = hidden.shape
+        best = hidden.new_full((batch, vocab.shape[0]), float("-inf"))
+        where = torch.zeros(best.shape, dtype=torch.long, device=hidden.device)
+        for start in range(0, length, chunk):
+            logits = hidden[:, start : start + chunk] @ vocab.T  # [B, c, V]
+            logits = logits.masked_fill(
+                ~mask[:, start : start + chunk].unsqueeze(-1), float("-inf")
+            )
+            value, index = logits.max(dim=1)
+            better = value > best
+            best = torch.where(better, value, best)
+            where = torch.where(better, index + start, where)
+        ctx.save_for_backward(hidden, vocab, where)
+        ctx.chunk = chunk
+        return best
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+        hidden, vocab, where = ctx.saved_tensors
+        grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
+        grad_vocab = torch.zeros_like(vocab) if ctx.needs_input_grad[1] else None
+        length = hidden.shape[1]
+        for start in range(0, length, ctx.chunk):
+            positions = torch.arange(start, min(start + ctx.chunk, length), device=hidden.device)
+            routed = (where.unsqueeze(1) == positions.view(1, -1, 1)) * grad.unsqueeze(1)  # [B,c,V]
+            routed = routed.to(hidden.dtype)
+            if grad_hidden is not None:
+                grad_hidden[:, start : start + ctx.chunk] = routed @ vocab
+            if grad_vocab is not None:
+                grad_vocab += torch.einsum(
+                    "bcv,bcd->vd", routed, hidden[:, start : start + ctx.chunk]
+                )
+        return grad_hidden, grad_vocab, None, None
+
+
+def max_over_tokens(
+    hidden: Tensor, vocab: Tensor, attention_mask: Tensor, chunk: int = 16
+) -> Tensor:
+    """``max`` over the real tokens of ``hidden · vocabᵀ``: ``[B, L, d] × [V, d] → [B, V]``.
+
+    Equal to ``(hidden @ vocab.T).masked_fill(pad, -inf).amax(1)``, values and gradients, but
+    computed ``chunk`` tokens at a time in both passes (memory ``B · chunk · V``, not ``B · L · V``).
+
+    Args:
+        hidden (Tensor): ``[B, L, d]`` token states.
+        vocab (Tensor): ``[V, d]`` the vocabulary rows.
+        attention_mask (Tensor): ``[B, L]``; every row needs at least one real token.
+        chunk (int): tokens per step. Default: 16
+
+    Returns:
+        Tensor: ``[B, V]``.
+    """
+    if hidden.dim() != 3 or vocab.dim() != 2 or hidden.shape[2] != vocab.shape[1]:
+        raise ValueError(
+            f"hidden must be [B, L, d] and vocab [V, d], got {tuple(hidden.shape)} and "
+            f"{tuple(vocab.shape)}"
+        )
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    vocab = vocab.to(hidden.dtype)
+    out: Tensor = _MaxOverTokens.apply(hidden, vocab, attention_mask.bool(), chunk)
+    return out
 
 
 def bag_of_tokens(input_ids: Tensor, attention_mask: Tensor, space: VocabularySpace) -> Tensor:
@@ -163,17 +237,9 @@ class SVDREncoder(nn.Module):
         hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         hidden = norm(hidden)  # [B, L, d]
         vocab = self._embeddings(encoder)[self.space.shift : self.space.vocab_size]  # [V, d]
-        batch, length = input_ids.shape
+        batch = input_ids.shape[0]
         chunk = self.token_chunk or max(1, (1 << 24) // max(1, batch * vocab.shape[0]))
-        mask = attention_mask.bool()
-        best = torch.full(
-            (batch, vocab.shape[0]), float("-inf"), dtype=hidden.dtype, device=hidden.device
-        )
-        for start in range(0, length, chunk):
-            logits = hidden[:, start : start + chunk] @ vocab.T  # [B, c, V]
-            visible = mask[:, start : start + chunk].unsqueeze(-1)
-            logits = logits.masked_fill(~visible, float("-inf"))
-            best = torch.maximum(best, logits.amax(dim=1))
+        best = max_over_tokens(hidden, vocab, attention_mask, chunk)
         return elu1p(best.float())
 
     def forward(
@@ -239,21 +305,45 @@ class SVDREncoder(nn.Module):
         passage = None if shared else AutoModel.from_pretrained(path)
         return cls(query, passage, space, topk=topk, lexical=lexical), tokenizer
 
-    def save_pretrained(self, directory: str | os.PathLike[str], tokenizer: Any = None) -> Path:
-        """Write ``svdr.json``, the towers (safetensors) and the LayerNorms, atomically."""
+    def save_pretrained(
+        self,
+        directory: str | os.PathLike[str],
+        tokenizer: Any = None,
+        *,
+        state_dict: dict[str, Tensor] | None = None,
+    ) -> Path:
+        """Write ``svdr.json``, the towers (safetensors) and the LayerNorms, atomically.
+
+        Args:
+            directory (str | os.PathLike): the folder (replaced as a whole if it exists).
+            tokenizer (PreTrainedTokenizerBase | None): saved under ``tokenizer/``. Default: None
+            state_dict (dict[str, Tensor] | None): weights to write instead of the module's own,
+                keyed like :meth:`state_dict` (a trainer's gathered ZeRO-3 weights). Default: None
+
+        Returns:
+            Path: the folder.
+        """
         from safetensors.torch import save_file
 
         from papercraft.core.io import atomic_directory
 
+        state = self.state_dict() if state_dict is None else state_dict
+
+        def part(prefix: str) -> dict[str, Tensor]:
+            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
         with atomic_directory(directory) as tmp:
             towers: Any = (self.query_encoder, self.passage_encoder)
-            towers[0].save_pretrained(tmp / "query")
+            towers[0].save_pretrained(tmp / "query", state_dict=part("query_encoder."))
             if not self.shared:
-                towers[1].save_pretrained(tmp / "passage")
-            norms = {f"query_norm.{k}": v for k, v in self.query_norm.state_dict().items()}
+                towers[1].save_pretrained(tmp / "passage", state_dict=part("passage_encoder."))
+            norms = {f"query_norm.{k}": v for k, v in part("query_norm.").items()}
             if not self.shared:
-                norms |= {f"passage_norm.{k}": v for k, v in self.passage_norm.state_dict().items()}
-            save_file({k: v.contiguous() for k, v in norms.items()}, str(tmp / "norms.safetensors"))
+                norms |= {f"passage_norm.{k}": v for k, v in part("passage_norm.").items()}
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in norms.items()},
+                str(tmp / "norms.safetensors"),
+            )
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp / "tokenizer")
             meta = {
@@ -269,13 +359,18 @@ class SVDREncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str]) -> SVDREncoder:
-        """Load what :meth:`save_pretrained` wrote (format version checked)."""
+        """Load what :meth:`save_pretrained` wrote (format version checked).
+
+        A training run's folder also works: its trained encoder is the ``model/`` inside it.
+        """
         from safetensors.torch import load_file
         from transformers import AutoModel
 
         from papercraft.core.io import FormatVersionError
 
         root = Path(directory)
+        if not (root / "svdr.json").is_file() and (root / "model" / "svdr.json").is_file():
+            root = root / "model"
         meta_path = root / "svdr.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{root} is not an SVDR encoder folder (no svdr.json)")
