@@ -79,12 +79,16 @@ def test_parametric_alpha_and_rerank(setup: Any) -> None:
         p = emb.matrix[emb.position(hit.doc_id)].toarray()[0]
         assert hit.score == pytest.approx(float(q_bin.astype(np.float64) @ p), rel=1e-5)
     # beta search, then every hit re-scored parametrically: same order as parametric search
-    reranked = Retriever(encoder, tokenizer, bot, texts=DOCS).search(
-        QUERIES, k=4, mode="beta", rerank=4
-    )
+    retriever = Retriever(encoder, tokenizer, bot, texts=DOCS, cache_size=3)
+    reranked = retriever.search(QUERIES, k=4, mode="beta", rerank=4)
     for got, want in zip(reranked, parametric, strict=True):
         assert [h.doc_id for h in got] == [h.doc_id for h in want]
         assert [h.score for h in got] == pytest.approx([h.score for h in want], rel=1e-5)
+    assert len(retriever._cache) == 3  # bounded; the least recently used passage went first
+    again = retriever.search(QUERIES, k=4, mode="beta", rerank=4)  # partly from the cache
+    for got, want in zip(again, reranked, strict=True):  # other batches: float rounding only
+        assert [h.doc_id for h in got] == [h.doc_id for h in want]
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], rel=1e-6)
 
 
 def test_errors(setup: Any) -> None:
@@ -101,3 +105,21 @@ def test_errors(setup: Any) -> None:
         Retriever(encoder, tokenizer, bot).search(QUERIES, k=0)
     with pytest.raises(ValueError, match="non-empty"):
         Retriever(encoder, tokenizer, bot).search([""])
+
+
+def test_build_embedding_index_equals_batch_encoding_in_order(setup: Any) -> None:
+    from papercraft.svdr.retriever import build_embedding_index, encode_texts
+
+    encoder, tokenizer, _, emb = setup
+    texts = list(DOCS.values())
+    built = build_embedding_index(encoder, tokenizer, texts, list(DOCS), batch_size=3)
+    assert built.ids == emb.ids
+    np.testing.assert_allclose(built.matrix.toarray(), emb.matrix.toarray(), rtol=1e-5, atol=1e-6)
+    single = encode_texts(encoder, tokenizer, texts[2:3])
+    np.testing.assert_allclose(
+        single.toarray()[0], emb.matrix[2].toarray()[0], rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="ids must hold one id per row"):
+        build_embedding_index(encoder, tokenizer, texts, ["a"])
+    with pytest.raises(ValueError, match="empty corpus"):
+        encode_texts(encoder, tokenizer, [])

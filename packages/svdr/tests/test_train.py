@@ -55,7 +55,9 @@ def test_collator_lays_out_positives_then_negative_blocks() -> None:
 
 
 def test_dataset_drops_examples_without_enough_negatives() -> None:
-    dataset = SVDRTrainingDataset([_example(0, 1), _example(1, 0), _example(2, 3)], hard_negatives=1)
+    dataset = SVDRTrainingDataset(
+        [_example(0, 1), _example(1, 0), _example(2, 3)], hard_negatives=1
+    )
     assert len(dataset) == 2
     assert dataset.dropped == 1
     with pytest.raises(ValueError, match="none of the 1 examples"):
@@ -82,7 +84,9 @@ def test_training_module_loss_equals_the_loss_function() -> None:
             q,
             p,
             bag_of_tokens(batch["query_input_ids"], batch["query_attention_mask"], encoder.space),
-            bag_of_tokens(batch["passage_input_ids"], batch["passage_attention_mask"], encoder.space),
+            bag_of_tokens(
+                batch["passage_input_ids"], batch["passage_attention_mask"], encoder.space
+            ),
             k=32,
             passage_keys=batch["passage_keys"],
         )
@@ -165,6 +169,4 @@ def test_train_rejects_bad_arguments_before_loading_a_model(tmp_path: Path) -> N
     with pytest.raises(FileNotFoundError, match="no such DPR file"):
         train([tmp_path / "none.json"], tmp_path / "c", backbone=gt.get_model_path())
     with pytest.raises(ValueError, match="unknown TrainingArguments fields"):
-        train(
-            examples, tmp_path / "d", backbone=gt.get_model_path(), training_args={"nope": 1}
-        )
+        train(examples, tmp_path / "d", backbone=gt.get_model_path(), training_args={"nope": 1})

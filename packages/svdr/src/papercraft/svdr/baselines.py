@@ -412,6 +412,8 @@ class DenseIndex:
         max_length (int): truncation of passages and queries, in tokens. Default: 256
         batch_size (int): texts per forward pass. Default: 32
         normalize (bool): L2-normalise embeddings (then scores are cosines). Default: True
+        device (str | None): where the model encodes (e.g. ``"cuda"``); None: the CPU.
+            Default: None
     """
 
     def __init__(
@@ -423,6 +425,7 @@ class DenseIndex:
         max_length: int = 256,
         batch_size: int = 32,
         normalize: bool = True,
+        device: str | None = None,
     ) -> None:
         if not isinstance(embeddings, np.ndarray) or embeddings.ndim != 2:
             raise ValueError(
@@ -438,6 +441,7 @@ class DenseIndex:
         self.max_length = _positive_int("max_length", max_length)
         self.batch_size = _positive_int("batch_size", batch_size)
         self.normalize = bool(normalize)
+        self.device = device or "cpu"
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -452,6 +456,7 @@ class DenseIndex:
         batch_size: int = 32,
         normalize: bool = True,
         progress: bool = False,
+        device: str | None = None,
     ) -> DenseIndex:
         """Encode ``texts`` with the model at ``model_path``.
 
@@ -463,6 +468,7 @@ class DenseIndex:
             batch_size (int): texts per forward pass. Default: 32
             normalize (bool): L2-normalise the embeddings. Default: True
             progress (bool): show a progress bar. Default: False
+            device (str | None): where the model encodes; None: the CPU. Default: None
 
         Returns:
             DenseIndex: the index.
@@ -476,6 +482,7 @@ class DenseIndex:
             max_length=max_length,
             batch_size=batch_size,
             normalize=normalize,
+            device=device,
         )
         index.embeddings = index.encode(texts, progress=progress)
         return index
@@ -488,7 +495,8 @@ class DenseIndex:
 
             folder = str(self.model_path)
             self._tokenizer = AutoTokenizer.from_pretrained(folder)
-            self._model = AutoModel.from_pretrained(folder, trust_remote_code=False).eval()
+            model = AutoModel.from_pretrained(folder, trust_remote_code=False)
+            self._model = model.eval().to(self.device)
         return self._model, self._tokenizer
 
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
@@ -522,13 +530,13 @@ class DenseIndex:
                     truncation=True,
                     max_length=self.max_length,
                     return_tensors="pt",
-                )
+                ).to(self.device)
                 hidden = model(**batch).last_hidden_state  # [b, L, d]
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [b, L, 1]
                 pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
                 if self.normalize:
                     pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
-                parts.append(pooled.float().numpy())
+                parts.append(pooled.float().cpu().numpy())
         width = int(model.config.hidden_size)
         stacked = np.concatenate(parts) if parts else np.zeros((0, width), dtype=np.float32)
         embeddings = np.empty_like(stacked)
@@ -598,13 +606,16 @@ class DenseIndex:
         return Path(directory)
 
     @classmethod
-    def load(cls, directory: StrPath, model_path: StrPath | None = None) -> DenseIndex:
+    def load(
+        cls, directory: StrPath, model_path: StrPath | None = None, *, device: str | None = None
+    ) -> DenseIndex:
         """Read an index written by :meth:`save`, checking format, version and checksums.
 
         Args:
             directory (str | os.PathLike[str]): the index folder.
             model_path (str | os.PathLike[str] | None): the model folder; None uses the path
                 stored at save time. Default: None
+            device (str | None): where queries are encoded; None: the CPU. Default: None
 
         Returns:
             DenseIndex: the index.
@@ -648,4 +659,5 @@ class DenseIndex:
             max_length=max_length,
             batch_size=batch_size,
             normalize=normalize,
+            device=device,
         )

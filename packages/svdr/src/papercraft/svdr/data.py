@@ -30,8 +30,10 @@ __all__ = [
     "Passage",
     "passage_text",
     "read_beir",
+    "read_corpus",
     "read_dpr",
     "write_beir",
+    "write_dpr",
 ]
 
 
@@ -219,3 +221,87 @@ def write_beir(
         lines += [f"{q}\t{d}\t{g}" for q, judged in data.qrels.items() for d, g in judged.items()]
         (tmp / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return Path(directory)
+
+
+def read_corpus(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """Passage ids and texts (:func:`passage_text`) from a corpus file or BEIR folder.
+
+    Accepted: a BEIR folder or its ``corpus.jsonl`` (``_id``, ``title``, ``text``); any ``.jsonl``
+    with ``id``/``_id`` and ``text`` (``title`` optional); a DPR-style ``.tsv`` (``id  text
+    title`` with a header line, as ``psgs_w100.tsv``).
+
+    Args:
+        path (str | os.PathLike): the file or folder.
+
+    Returns:
+        tuple[list[str], list[str]]: ids and texts, in file order.
+
+    Raises:
+        FileNotFoundError: when nothing is there.
+        ValueError: on an unknown format, a malformed line, a duplicate id or an empty corpus.
+    """
+    source = Path(path)
+    if source.is_dir():
+        source = source / "corpus.jsonl"
+    if not source.is_file():
+        raise FileNotFoundError(f"corpus: no such file {source}")
+    ids: list[str] = []
+    texts: list[str] = []
+    if source.suffix == ".jsonl":
+        for n, row in enumerate(read_jsonl(source), start=1):
+            where = f"{source}, line {n}"
+            doc_id = row.get("_id", row.get("id")) if isinstance(row, dict) else None
+            if doc_id is None:
+                raise ValueError(f"{where}: needs an '_id' or 'id'")
+            ids.append(str(doc_id))
+            texts.append(passage_text(str(row.get("title") or ""), _text_field(row, "text", where)))
+    elif source.suffix == ".tsv":
+        lines = source.read_text(encoding="utf-8").splitlines()
+        for n, line in enumerate(lines, start=1):
+            cells = line.split("\t")
+            if n == 1 and cells[0] == "id":
+                continue
+            if not line.strip():
+                continue
+            if len(cells) not in (2, 3):
+                raise ValueError(
+                    f"{source}, line {n}: expected id, text[, title] separated by tabs"
+                )
+            ids.append(cells[0])
+            texts.append(passage_text(cells[2] if len(cells) == 3 else "", cells[1]))
+    else:
+        raise ValueError(f"corpus must be a BEIR folder, a .jsonl or a .tsv file, got {source}")
+    if not ids:
+        raise ValueError(f"corpus {source} holds no passages (empty corpus)")
+    seen: set[str] = set()
+    for doc_id in ids:
+        if doc_id in seen:
+            raise ValueError(f"corpus {source}: duplicate id {doc_id!r}")
+        seen.add(doc_id)
+    return ids, texts
+
+
+def write_dpr(examples: list[DprExample], path: str | os.PathLike[str]) -> Path:
+    """Write examples as a DPR-format training ``.json`` (atomically); :func:`read_dpr` reads it."""
+    from papercraft.core.io import atomic_write_json
+
+    def ctx(passages: tuple[Passage, ...]) -> list[dict[str, str]]:
+        rows = []
+        for p in passages:
+            row = {"title": p.title, "text": p.text}
+            if p.passage_id is not None:
+                row["passage_id"] = p.passage_id
+            rows.append(row)
+        return rows
+
+    data = [
+        {
+            "question": e.question,
+            "answers": list(e.answers),
+            "positive_ctxs": ctx(e.positives),
+            "hard_negative_ctxs": ctx(e.hard_negatives),
+            "negative_ctxs": ctx(e.negatives),
+        }
+        for e in examples
+    ]
+    return atomic_write_json(path, data)

@@ -29,8 +29,17 @@ from torch import Tensor, nn
 
 from papercraft.svdr.vocab import VocabularySpace
 
-__all__ = ["SVDREncoder", "bag_of_tokens", "elu1p", "max_over_tokens", "sparsify"]
+__all__ = [
+    "MODEL_DIRNAME",
+    "SVDREncoder",
+    "bag_of_tokens",
+    "elu1p",
+    "load_encoder",
+    "max_over_tokens",
+    "sparsify",
+]
 
+MODEL_DIRNAME = "model"  # the trained encoder inside a training run folder
 FORMAT = "papercraft.svdr.encoder"
 FORMAT_VERSION = 1
 _TOWERS = ("query", "passage")
@@ -369,8 +378,8 @@ class SVDREncoder(nn.Module):
         from papercraft.core.io import FormatVersionError
 
         root = Path(directory)
-        if not (root / "svdr.json").is_file() and (root / "model" / "svdr.json").is_file():
-            root = root / "model"
+        if not (root / "svdr.json").is_file() and (root / MODEL_DIRNAME / "svdr.json").is_file():
+            root = root / MODEL_DIRNAME
         meta_path = root / "svdr.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{root} is not an SVDR encoder folder (no svdr.json)")
@@ -393,3 +402,28 @@ class SVDREncoder(nn.Module):
                 {k.split(".", 1)[1]: v for k, v in norms.items() if k.startswith("passage_norm.")}
             )
         return encoder
+
+
+def load_encoder(directory: str | os.PathLike[str]) -> tuple[SVDREncoder, Any]:
+    """An encoder folder (or a training run's output folder) and the tokenizer saved with it.
+
+    Args:
+        directory (str | os.PathLike): what :meth:`SVDREncoder.save_pretrained` or :func:`train`
+            wrote.
+
+    Returns:
+        tuple[SVDREncoder, PreTrainedTokenizerBase]: the encoder (eval mode) and its tokenizer.
+
+    Raises:
+        FileNotFoundError: when the folder has no encoder or no saved tokenizer.
+    """
+    from transformers import AutoTokenizer
+
+    root = Path(directory)
+    if not (root / "svdr.json").is_file() and (root / MODEL_DIRNAME / "svdr.json").is_file():
+        root = root / MODEL_DIRNAME
+    encoder = SVDREncoder.from_pretrained(root)
+    if not (root / "tokenizer").is_dir():
+        raise FileNotFoundError(f"{root} has no tokenizer/ folder (save it with the encoder)")
+    tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
+    return encoder.eval(), tokenizer

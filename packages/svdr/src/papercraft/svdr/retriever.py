@@ -14,6 +14,7 @@ re-sorted. Every returned score is the exact sum, in float64, of its per-token c
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,12 +23,97 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from papercraft.svdr.index import BagOfTokensIndex, EmbeddingIndex, SparseIndex
+from papercraft.svdr.index import (
+    BagOfTokensIndex,
+    EmbeddingIndex,
+    SparseIndex,
+    _check_ids,
+    _check_texts,
+)
 from papercraft.svdr.model import SVDREncoder, bag_of_tokens
 
-__all__ = ["MODES", "Hit", "Retriever"]
+__all__ = ["MODES", "Hit", "Retriever", "build_embedding_index", "encode_texts"]
 
 MODES = ("beta", "alpha", "parametric")
+
+
+def encode_texts(
+    encoder: SVDREncoder,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    tower: str = "passage",
+    max_length: int = 256,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> sp.csr_matrix:
+    """Sparse vocabulary embeddings ``[N, V]`` (float32 CSR) of ``texts``, in their order.
+
+    Texts are batched by length (less padding) under ``torch.inference_mode`` on the encoder's
+    device; the encoder's own ``topk``/``lexical`` settings sparsify each row.
+
+    Args:
+        encoder (SVDREncoder): the encoder.
+        tokenizer (PreTrainedTokenizerBase): its tokenizer.
+        texts (Sequence[str]): the texts.
+        tower (str): ``"passage"`` or ``"query"``. Default: "passage"
+        max_length (int): truncation in tokens. Default: 256
+        batch_size (int): texts per forward pass. Default: 32
+        progress (bool): show a progress bar. Default: False
+
+    Returns:
+        sp.csr_matrix: one row per text.
+    """
+    items = _check_texts(texts)
+    for name, value in (("max_length", max_length), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    from tqdm.auto import tqdm
+
+    lengths = [
+        len(ids) for ids in tokenizer(items, truncation=True, max_length=max_length)["input_ids"]
+    ]
+    order = np.argsort(lengths, kind="stable")
+    device = next(encoder.parameters()).device
+    rows: list[sp.csr_matrix] = []
+    was_training = encoder.training
+    encoder.eval()
+    with torch.inference_mode(), tqdm(total=len(items), disable=not progress, unit="text") as bar:
+        for start in range(0, len(items), batch_size):
+            chunk = [items[i] for i in order[start : start + batch_size]]
+            batch = tokenizer(
+                chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            )
+            weights = encoder(
+                batch["input_ids"].to(device), batch["attention_mask"].to(device), tower=tower
+            )
+            rows.append(sp.csr_matrix(weights.float().cpu().numpy()))
+            bar.update(len(chunk))
+    encoder.train(was_training)
+    stacked = sp.vstack(rows, format="csr", dtype=np.float32)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return stacked[inverse]
+
+
+def build_embedding_index(
+    encoder: SVDREncoder,
+    tokenizer: Any,
+    texts: Sequence[str],
+    ids: Sequence[str],
+    *,
+    max_length: int = 256,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> EmbeddingIndex:
+    """Encode ``texts`` with the passage tower into an :class:`EmbeddingIndex` (see
+    :func:`encode_texts` for the arguments)."""
+    items = _check_texts(texts)
+    checked = _check_ids(ids, len(items), rows="texts")  # before the expensive part
+    matrix = encode_texts(
+        encoder, tokenizer, items, max_length=max_length, batch_size=batch_size, progress=progress
+    )
+    return EmbeddingIndex.from_matrix(matrix, checked, encoder.space)
 
 
 @dataclass(frozen=True)
@@ -58,6 +144,8 @@ class Retriever:
         query_max_length (int): query truncation (128 as the paper). Default: 128
         passage_max_length (int): passage truncation for reranking (256). Default: 256
         batch_size (int): queries per sparse product. Default: 64
+        cache_size (int): reranked passages whose encodings are kept (least recently used go
+            first), so passages that recur across queries are encoded once. Default: 4096
     """
 
     def __init__(
@@ -70,6 +158,7 @@ class Retriever:
         query_max_length: int = 128,
         passage_max_length: int = 256,
         batch_size: int = 64,
+        cache_size: int = 4096,
     ) -> None:
         if index.space != encoder.space:
             raise ValueError(
@@ -80,6 +169,7 @@ class Retriever:
             ("query_max_length", query_max_length),
             ("passage_max_length", passage_max_length),
             ("batch_size", batch_size),
+            ("cache_size", cache_size + 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -90,28 +180,26 @@ class Retriever:
         self.query_max_length = query_max_length
         self.passage_max_length = passage_max_length
         self.batch_size = batch_size
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, sp.csr_matrix] = OrderedDict()
 
     # --------------------------------------------------------------------------------------------
 
-    def _tokens(self, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
-        too_long = [
-            i
-            for i, ids in enumerate(self.tokenizer(texts, add_special_tokens=True)["input_ids"])
-            if len(ids) > max_length
-        ]
-        if too_long and max_length == self.query_max_length:
+    def _query_tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        limit = self.query_max_length
+        lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+        too_long = [i for i, n in enumerate(lengths) if n > limit]
+        if too_long:
             raise ValueError(
-                f"queries {too_long[:5]} exceed query_max_length={max_length} tokens; shorten them "
-                "or raise query_max_length"
+                f"queries {too_long[:5]} exceed query_max_length={limit} tokens (the longest has "
+                f"{max(lengths)}); shorten them or raise query_max_length"
             )
-        return dict(
-            self.tokenizer(
-                texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-            )
-        )
+        batch = self.tokenizer(texts, padding=True, return_tensors="pt")
+        device = next(self.encoder.parameters()).device
+        return {k: v.to(device) for k, v in batch.items()}
 
     def _queries(self, queries: list[str], mode: str) -> sp.csr_matrix:
-        batch = self._tokens(queries, self.query_max_length)
+        batch = self._query_tokens(queries)
         with torch.inference_mode():
             if mode == "alpha":
                 weights = bag_of_tokens(
@@ -119,16 +207,33 @@ class Retriever:
                 )
             else:
                 weights = self.encoder(batch["input_ids"], batch["attention_mask"], tower="query")
-        return sp.csr_matrix(weights.float().numpy())
+        return sp.csr_matrix(weights.float().cpu().numpy())
+
+    def clear_cache(self) -> None:
+        """Forget the cached passage encodings (after changing the encoder or the texts)."""
+        self._cache.clear()
 
     def _passage_rows(self, doc_ids: list[str]) -> sp.csr_matrix:
         if self.texts is None:
             raise ValueError("rerank over a bag-of-tokens index needs texts= (passage text by id)")
         lookup = self.texts if callable(self.texts) else self.texts.__getitem__
-        batch = self._tokens([lookup(d) for d in doc_ids], self.passage_max_length)
-        with torch.inference_mode():
-            weights = self.encoder(batch["input_ids"], batch["attention_mask"], tower="passage")
-        return sp.csr_matrix(weights.float().numpy())
+        missing = list(dict.fromkeys(d for d in doc_ids if d not in self._cache))
+        if missing:
+            rows = encode_texts(
+                self.encoder,
+                self.tokenizer,
+                [lookup(d) for d in missing],
+                max_length=self.passage_max_length,
+                batch_size=max(len(missing), 1),
+            )
+            for j, doc_id in enumerate(missing):
+                self._cache[doc_id] = rows[j]
+        for doc_id in doc_ids:
+            self._cache.move_to_end(doc_id)
+        found = sp.vstack([self._cache[d] for d in doc_ids], format="csr")
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return found
 
     def _explain(
         self, q: sp.csr_matrix, p: sp.csr_matrix, explain: bool

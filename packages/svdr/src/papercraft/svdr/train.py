@@ -30,7 +30,7 @@ from transformers import Trainer
 from papercraft.core.io import atomic_write_json
 from papercraft.svdr.data import DprExample, passage_text, read_dpr
 from papercraft.svdr.loss import semi_parametric_loss
-from papercraft.svdr.model import SVDREncoder, bag_of_tokens
+from papercraft.svdr.model import MODEL_DIRNAME, SVDREncoder, bag_of_tokens, load_encoder
 
 __all__ = [
     "SVDRCollator",
@@ -42,7 +42,6 @@ __all__ = [
     "train",
 ]
 
-MODEL_DIRNAME = "model"
 RESULT_FORMAT = "papercraft.svdr.train_result"
 RESULT_FORMAT_VERSION = 1
 _TERMS = ("q_topk_p", "q_p_topk", "q_bin_p", "q_p_bin")
@@ -52,31 +51,6 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
-
-
-def load_encoder(directory: str | os.PathLike[str]) -> tuple[SVDREncoder, Any]:
-    """An encoder folder (or a training run's output folder) and the tokenizer saved with it.
-
-    Args:
-        directory (str | os.PathLike): what :meth:`SVDREncoder.save_pretrained` or :func:`train`
-            wrote.
-
-    Returns:
-        tuple[SVDREncoder, PreTrainedTokenizerBase]: the encoder (eval mode) and its tokenizer.
-
-    Raises:
-        FileNotFoundError: when the folder has no encoder or no saved tokenizer.
-    """
-    from transformers import AutoTokenizer
-
-    root = Path(directory)
-    if not (root / "svdr.json").is_file() and (root / MODEL_DIRNAME / "svdr.json").is_file():
-        root = root / MODEL_DIRNAME
-    encoder = SVDREncoder.from_pretrained(root)
-    if not (root / "tokenizer").is_dir():
-        raise FileNotFoundError(f"{root} has no tokenizer/ folder (save it with the encoder)")
-    tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
-    return encoder.eval(), tokenizer
 
 
 # ------------------------------------------------------------------------------------------------
