@@ -170,3 +170,45 @@ def test_train_rejects_bad_arguments_before_loading_a_model(tmp_path: Path) -> N
         train([tmp_path / "none.json"], tmp_path / "c", backbone=gt.get_model_path())
     with pytest.raises(ValueError, match="unknown TrainingArguments fields"):
         train(examples, tmp_path / "d", backbone=gt.get_model_path(), training_args={"nope": 1})
+
+
+def test_two_process_gloo_run_gathers_negatives_and_saves_once(tmp_path: Path) -> None:
+    """torchrun, world size 2 on CPU (gloo), a tiny BERT with MiniLM's vocabulary."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from papercraft.svdr.data import write_dpr
+
+    torch.manual_seed(0)
+    backbone = tmp_path / "tiny-bert"
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    BertModel(config, add_pooling_layer=False).save_pretrained(backbone)
+    AutoTokenizer.from_pretrained(gt.get_model_path()).save_pretrained(backbone)
+    write_dpr(make_country_task(4, 1, seed=0).train, tmp_path / "train.json")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        "--master-addr", "127.0.0.1", "--master-port", str(port),
+        "-m", "papercraft.core.cli", "svdr", "train", str(tmp_path / "train.json"),
+        "--backbone", str(backbone), "--out", str(out), "--max-steps", "3", "--batch-size", "4",
+        "--passage-max-length", "32", "--lr", "1e-3", "--cpu", "--logging-steps", "1",
+        "--save-steps", "2", "--set", "disable_tqdm=true",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((out / "train_result.json").read_text(encoding="utf-8"))
+    assert result["world_size"] == 2
+    assert result["global_step"] == 3
+    assert done.stdout.count('"format": "papercraft.svdr.train_result"') == 1  # rank 0 reports
+    assert (out / "checkpoint-2" / "model" / "svdr.json").is_file()
+    encoder, _ = load_encoder(out)
+    assert not encoder.shared
