@@ -56,11 +56,10 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-import torch
 
 from papercraft.core.io import atomic_directory, atomic_write_text, read_manifest, write_manifest
 from papercraft.svdr.index import BagOfTokensIndex, EmbeddingIndex, SparseIndex
-from papercraft.svdr.model import SVDREncoder, bag_of_tokens
+from papercraft.svdr.model import SVDREncoder
 from papercraft.svdr.retriever import Hit
 
 __all__ = [
@@ -580,31 +579,12 @@ class LuceneRetriever:
             self._searcher = None
 
     def _encode(self, queries: list[str], mode: str) -> np.ndarray:
-        too_long = [
-            i
-            for i, ids in enumerate(self.tokenizer(queries, add_special_tokens=True)["input_ids"])
-            if len(ids) > self.query_max_length
-        ]
-        if too_long:
-            raise ValueError(
-                f"queries {too_long[:5]} exceed query_max_length={self.query_max_length} tokens; "
-                "shorten them or raise query_max_length"
-            )
-        batch = self.tokenizer(
-            queries,
-            padding=True,
-            truncation=True,
-            max_length=self.query_max_length,
-            return_tensors="pt",
+        from papercraft.svdr.retriever import encode_queries
+
+        weights = encode_queries(
+            self.encoder, self.tokenizer, queries, mode=mode, max_length=self.query_max_length
         )
-        with torch.inference_mode():
-            if mode == "alpha":
-                weights = bag_of_tokens(
-                    batch["input_ids"], batch["attention_mask"], self.encoder.space
-                )
-            else:
-                weights = self.encoder(batch["input_ids"], batch["attention_mask"], tower="query")
-        return np.asarray(weights.float().numpy(), dtype=np.float64)
+        return weights.astype(np.float64)
 
     def search(
         self, queries: Sequence[str], k: int = 10, *, mode: str | None = None

@@ -32,7 +32,14 @@ from papercraft.svdr.index import (
 )
 from papercraft.svdr.model import SVDREncoder, bag_of_tokens
 
-__all__ = ["MODES", "Hit", "Retriever", "build_embedding_index", "encode_texts"]
+__all__ = [
+    "MODES",
+    "Hit",
+    "Retriever",
+    "build_embedding_index",
+    "encode_queries",
+    "encode_texts",
+]
 
 MODES = ("beta", "alpha", "parametric")
 
@@ -94,6 +101,36 @@ def encode_texts(
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     return stacked[inverse]
+
+
+def encode_queries(
+    encoder: SVDREncoder, tokenizer: Any, queries: list[str], *, mode: str, max_length: int
+) -> np.ndarray:
+    """Query vectors ``[Q, V]`` (float32 numpy) as a search mode wants them.
+
+    ``"alpha"`` gives the queries' bags of tokens; ``"beta"`` and ``"parametric"`` the query
+    tower's sparsified weights. A query over ``max_length`` tokens is refused, not cut.
+
+    Raises:
+        ValueError: naming the queries that are too long.
+    """
+    lengths = [len(ids) for ids in tokenizer(queries)["input_ids"]]
+    too_long = [i for i, n in enumerate(lengths) if n > max_length]
+    if too_long:
+        raise ValueError(
+            f"queries {too_long[:5]} exceed query_max_length={max_length} tokens (the longest has "
+            f"{max(lengths)}); shorten them or raise query_max_length"
+        )
+    device = next(encoder.parameters()).device
+    batch = {
+        k: v.to(device) for k, v in tokenizer(queries, padding=True, return_tensors="pt").items()
+    }
+    with torch.inference_mode():
+        if mode == "alpha":
+            weights = bag_of_tokens(batch["input_ids"], batch["attention_mask"], encoder.space)
+        else:
+            weights = encoder(batch["input_ids"], batch["attention_mask"], tower="query")
+    return np.asarray(weights.float().cpu().numpy(), dtype=np.float32)
 
 
 def build_embedding_index(
@@ -185,29 +222,11 @@ class Retriever:
 
     # --------------------------------------------------------------------------------------------
 
-    def _query_tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        limit = self.query_max_length
-        lengths = [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
-        too_long = [i for i, n in enumerate(lengths) if n > limit]
-        if too_long:
-            raise ValueError(
-                f"queries {too_long[:5]} exceed query_max_length={limit} tokens (the longest has "
-                f"{max(lengths)}); shorten them or raise query_max_length"
-            )
-        batch = self.tokenizer(texts, padding=True, return_tensors="pt")
-        device = next(self.encoder.parameters()).device
-        return {k: v.to(device) for k, v in batch.items()}
-
     def _queries(self, queries: list[str], mode: str) -> sp.csr_matrix:
-        batch = self._query_tokens(queries)
-        with torch.inference_mode():
-            if mode == "alpha":
-                weights = bag_of_tokens(
-                    batch["input_ids"], batch["attention_mask"], self.encoder.space
-                )
-            else:
-                weights = self.encoder(batch["input_ids"], batch["attention_mask"], tower="query")
-        return sp.csr_matrix(weights.float().cpu().numpy())
+        weights = encode_queries(
+            self.encoder, self.tokenizer, queries, mode=mode, max_length=self.query_max_length
+        )
+        return sp.csr_matrix(weights)
 
     def clear_cache(self) -> None:
         """Forget the cached passage encodings (after changing the encoder or the texts)."""
