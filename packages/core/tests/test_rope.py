@@ -457,3 +457,11 @@ def test_bad_module_and_scaling_arguments() -> None:
         convert_qk_weight_layout(torch.randn(10, 4), num_heads=3, src="half", dst="interleaved")
     with pytest.raises(ValueError, match="src must be one of"):
         rope_layout_permutation(8, src="neox", dst="half")  # type: ignore[arg-type]
+
+
+def test_rotary_embedding_builds_under_a_meta_device_context() -> None:
+    """transformers' ``from_pretrained`` builds modules under ``torch.device("meta")``."""
+    with torch.device("meta"):
+        rotary = RotaryEmbedding(64)
+    assert rotary.inv_freq().device == torch.device("cpu")
+    torch.testing.assert_close(rotary.inv_freq(), RotaryEmbedding(64).inv_freq())

@@ -197,10 +197,12 @@ def rope_inv_freq(
                 stretch = scaling.factor * seq_len / max_pos - (scaling.factor - 1.0)
                 eff_base = eff_base * stretch**exponent
 
+    # computed on the CPU explicitly: under a ``torch.device("meta")`` context (transformers'
+    # ``from_pretrained``) a default-device tensor would be meta and could not be copied
     if freq_exponents == "arange":
-        exponents = torch.arange(0, dim, 2, dtype=torch.float64) / dim
+        exponents = torch.arange(0, dim, 2, dtype=torch.float64, device="cpu") / dim
     else:
-        exponents = torch.linspace(0.0, 1.0, dim // 2, dtype=torch.float64)
+        exponents = torch.linspace(0.0, 1.0, dim // 2, dtype=torch.float64, device="cpu")
     inv_freq = 1.0 / (eff_base**exponents)  # (dim/2,)
     if scaling is not None and scaling.kind == "linear":
         inv_freq = inv_freq / scaling.factor
