@@ -282,7 +282,8 @@ def parity_config(
             of this; None means the baseline's expert count. Default: None
         hidden_multiple (int): round the expert hidden size to a multiple of this (8 keeps fp32
             and bf16 rows 16-byte aligned, which ``torch._grouped_mm`` needs: at ``H = 213`` the
-            layer falls back to a padded bmm and runs ~1.7× slower on CPU); 1 keeps the exact
+            layer falls back to a padded bmm and runs ~1.7× slower on CPU), unless that moves
+            ``H`` by more than 5 % (tiny layers keep the exact solution); 1 keeps the exact
             solution. Default: 8
 
     Returns:
@@ -317,7 +318,11 @@ def parity_config(
     _check_positive_int("hidden_multiple", hidden_multiple)
 
     def rounded(h: float) -> int:
-        return max(hidden_multiple, hidden_multiple * round(h / hidden_multiple)) if h >= 1 else 0
+        if h < 1:
+            return 0
+        aligned = max(hidden_multiple, hidden_multiple * round(h / hidden_multiple))
+        # tiny widths keep the exact solution: aligning must not cost parity (> 5 % of H)
+        return aligned if abs(aligned - h) <= 0.05 * h else round(h)
 
     base = {**baseline, "num_heads": 1}
     base.setdefault("head_projection", False)

@@ -47,6 +47,15 @@ from transformers import Trainer
 from papercraft.core.data import PackedDataset, iter_documents, split_dataset
 from papercraft.core.io import atomic_write_json
 from papercraft.core.tokenization import train_byte_level_bpe
+from papercraft.core.training import (
+    close_process_group,
+    collate_blocks,
+    data_paths,
+    finite,
+    logged,
+    parse_overrides,
+    resolve_resume_checkpoint,
+)
 from papercraft.mhmoe.configuration import MHMoEConfig
 from papercraft.mhmoe.stats import ExpertStats
 
@@ -328,38 +337,6 @@ def _check_numbers(params: Mapping[str, Any]) -> None:
         raise ValueError("bf16 and fp16 are exclusive; pass at most one of them")
 
 
-def _resume_checkpoint(resume: Any, out: Path) -> Path | None:
-    """The checkpoint directory to resume from, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if resume is True:
-        last = get_last_checkpoint(str(out)) if out.is_dir() else None
-        if last is None:
-            raise FileNotFoundError(
-                f"resume_from_checkpoint=True but output_dir {out} holds no checkpoint-* folder"
-            )
-        return Path(last)
-    if isinstance(resume, (str, os.PathLike)):
-        if not Path(resume).is_dir():
-            raise FileNotFoundError(f"resume_from_checkpoint: no such directory: {resume}")
-        return Path(resume)
-    if resume is not False:
-        raise TypeError(f"resume_from_checkpoint must be a bool or a path, got {resume!r}")
-    return None
-
-
-def _data_paths(data: Any) -> list[Path]:
-    if isinstance(data, (str, os.PathLike)):
-        data = [data]
-    if not isinstance(data, Sequence) or not data:
-        raise ValueError("data must be a non-empty sequence of files or folders")
-    paths = [Path(p) for p in data]
-    for path in paths:
-        if not path.exists():
-            raise FileNotFoundError(f"data: no such file or directory: {path}")
-    return paths
-
-
 def _deepspeed_config(value: Any) -> dict[str, Any] | None:
     """Parse the DeepSpeed config (path, mapping or the shipped name) and check it."""
     if value is None:
@@ -402,26 +379,6 @@ def _load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
 
 def _has_tokenizer(path: Path) -> bool:
     return any((path / name).is_file() for name in _TOKENIZER_FILES)
-
-
-def _collate_blocks(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack packed blocks; full blocks need no attention mask (and no MoE padding mask)."""
-    batch = {
-        "input_ids": torch.stack([e["input_ids"] for e in examples]),  # (B, T)
-        "labels": torch.stack([e["labels"] for e in examples]),  # (B, T)
-    }
-    masks = torch.stack([e["attention_mask"] for e in examples])  # (B, T)
-    if not bool(masks.all()):
-        batch["attention_mask"] = masks
-    return batch
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def _logged(history: list[dict[str, Any]], key: str) -> list[float]:
-    return [float(entry[key]) for entry in history if key in entry]
 
 
 def _reduce_counts(stats: ExpertStats) -> None:
@@ -561,12 +518,12 @@ def train(
 
     # ---- validate everything (cheap) before tokenizer training, packing or the model --------
     _check_numbers(params)
-    data_paths = _data_paths(data)
-    iter_documents(data_paths, text_field=text_field)  # checks suffixes before reading anything
+    paths = data_paths(data)
+    iter_documents(paths, text_field=text_field)  # checks suffixes before reading anything
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output_dir must be a directory, got the file {out}")
-    checkpoint = _resume_checkpoint(resume_from_checkpoint, out)
+    checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, out)
     if checkpoint is None and out.is_dir() and any(out.iterdir()) and not overwrite_output_dir:
         raise ValueError(
             f"output_dir {out} is not empty; pass overwrite_output_dir=True (--overwrite) to "
@@ -631,7 +588,7 @@ def train(
             tok = _load_tokenizer(tokenizer_dir)
         elif args.process_index == 0:
             tok = train_byte_level_bpe(
-                iter_documents(data_paths, text_field=text_field),
+                iter_documents(paths, text_field=text_field),
                 vocab_size=config.vocab_size,
                 special_tokens=(_BOS, _EOS, _PAD),
                 bos_token=_BOS,
@@ -658,7 +615,7 @@ def train(
 
     # ---- data ----------------------------------------------------------------------------------
     dataset = PackedDataset.from_documents(
-        iter_documents(data_paths, text_field=text_field), tok, block_size=block_size
+        iter_documents(paths, text_field=text_field), tok, block_size=block_size
     )
     min_blocks = 2 if has_eval else 1
     if len(dataset) < min_blocks:
@@ -676,7 +633,7 @@ def train(
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set if has_eval else None,
-        data_collator=_collate_blocks,
+        data_collator=collate_blocks,
         processing_class=tok,
     )
     restored = 0  # log entries a resumed run inherits from its checkpoint; not this call's
@@ -701,8 +658,8 @@ def train(
         final = trainer.evaluate()
     trainer.save_model(str(out))  # safetensors + config + tokenizer (all ranks: ZeRO gathers)
 
-    losses = _logged(history, "loss")
-    aux_losses = _logged(history, "aux_loss")
+    losses = logged(history, "loss")
+    aux_losses = logged(history, "aux_loss")
     initial_lm = [
         float(e["eval_lm_loss"]) for e in history if "eval_lm_loss" in e and e.get("step") == 0
     ]
@@ -719,10 +676,10 @@ def train(
         train_loss=losses[-1] if losses else None,
         initial_train_loss=losses[0] if losses else None,
         train_aux_loss=aux_losses[-1] if aux_losses else None,
-        eval_loss=_finite(final.get("eval_loss")) if has_eval else None,
-        eval_lm_loss=_finite(eval_lm),
-        eval_aux_loss=_finite(final.get("eval_aux_loss")) if has_eval else None,
-        eval_perplexity=None if eval_lm is None else _finite(math.exp(min(eval_lm, 700.0))),
+        eval_loss=finite(final.get("eval_loss")) if has_eval else None,
+        eval_lm_loss=finite(eval_lm),
+        eval_aux_loss=finite(final.get("eval_aux_loss")) if has_eval else None,
+        eval_perplexity=None if eval_lm is None else finite(math.exp(min(eval_lm, 700.0))),
         initial_eval_lm_loss=initial_lm[0] if initial_lm else None,
         num_train_blocks=len(train_set),
         num_eval_blocks=len(eval_set),
@@ -793,43 +750,20 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
 
 
-def _overrides(pairs: list[str] | None) -> dict[str, Any] | None:
-    """``--set KEY=VALUE`` pairs; VALUE is parsed as JSON, else kept as a string."""
-    result: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
-        try:
-            result[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            result[key] = raw
-    return result or None
-
-
 def _run(args: argparse.Namespace) -> int:
     """Handler of ``papercraft mhmoe train``: 0 on success, 2 on a bad argument."""
     names = inspect.signature(train).parameters
     kwargs = {key: value for key, value in vars(args).items() if key in names}
     try:
-        kwargs["config_overrides"] = _overrides(kwargs.get("config_overrides"))
+        kwargs["config_overrides"] = parse_overrides(kwargs.get("config_overrides"))
         result = train(**kwargs)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
         print(f"papercraft mhmoe train: error: {error}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:  # one report per launch, not one per rank
         print(json.dumps(result.to_dict(), indent=2))
-    _close_process_group()
+    close_process_group()
     return 0
-
-
-def _close_process_group() -> None:
-    """Tear the process group down while every rank is still alive (avoids gloo aborts)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def add_cli(actions: argparse._SubParsersAction) -> None:

@@ -290,17 +290,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from papercraft.core.training import close_process_group, parse_overrides
     from papercraft.svdr.train import train
 
-    overrides: dict[str, Any] = {}
-    for pair in args.set or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
-        try:
-            overrides[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key] = raw
+    overrides = parse_overrides(args.set)
     result = train(
         args.data,
         args.out,
@@ -325,16 +318,14 @@ def _train(args: argparse.Namespace) -> int:
         use_cpu=args.cpu or None,
         overwrite_output_dir=args.overwrite,
         resume_from_checkpoint=True if args.resume else None,
-        training_args=overrides or None,
+        training_args=overrides,
     )
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        rank = dist.get_rank()
-        dist.destroy_process_group()  # while every rank is alive (gloo teardown otherwise races)
-        if rank:
-            return 0
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    close_process_group()  # while every rank is alive (gloo teardown otherwise races)
+    if rank:
+        return 0
     print(json.dumps(result.to_dict(), indent=2))
     return 0
 

@@ -36,6 +36,15 @@ import torch
 from papercraft.core.data import PackedDataset, iter_documents, split_dataset
 from papercraft.core.io import atomic_write_json
 from papercraft.core.tokenization import train_byte_level_bpe
+from papercraft.core.training import (
+    close_process_group,
+    collate_blocks,
+    data_paths,
+    finite,
+    logged,
+    parse_overrides,
+    resolve_resume_checkpoint,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -246,38 +255,6 @@ def _check_numbers(params: Mapping[str, Any]) -> None:
         raise ValueError("bf16 and fp16 are exclusive; pass at most one of them")
 
 
-def _resume_checkpoint(resume: Any, out: Path) -> Path | None:
-    """The checkpoint directory to resume from, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if resume is True:
-        last = get_last_checkpoint(str(out)) if out.is_dir() else None
-        if last is None:
-            raise FileNotFoundError(
-                f"resume_from_checkpoint=True but output_dir {out} holds no checkpoint-* folder"
-            )
-        return Path(last)
-    if isinstance(resume, (str, os.PathLike)):
-        if not Path(resume).is_dir():
-            raise FileNotFoundError(f"resume_from_checkpoint: no such directory: {resume}")
-        return Path(resume)
-    if resume is not False:
-        raise TypeError(f"resume_from_checkpoint must be a bool or a path, got {resume!r}")
-    return None
-
-
-def _data_paths(data: Any) -> list[Path]:
-    if isinstance(data, (str, os.PathLike)):
-        data = [data]
-    if not isinstance(data, Sequence) or not data:
-        raise ValueError("data must be a non-empty sequence of files or folders")
-    paths = [Path(p) for p in data]
-    for path in paths:
-        if not path.exists():
-            raise FileNotFoundError(f"data: no such file or directory: {path}")
-    return paths
-
-
 def _load_json_config(name: str, value: Any) -> dict[str, Any] | None:
     """Parse a DeepSpeed/FSDP config given as a path or a mapping."""
     if value is None:
@@ -344,26 +321,6 @@ def _has_tokenizer(path: Path) -> bool:
 
 # ------------------------------------------------------------------------------------------------
 # Training
-
-
-def _collate_blocks(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack packed blocks. Full blocks need no attention mask, which keeps the model's fast path."""
-    batch = {
-        "input_ids": torch.stack([e["input_ids"] for e in examples]),  # (B, T)
-        "labels": torch.stack([e["labels"] for e in examples]),  # (B, T)
-    }
-    masks = torch.stack([e["attention_mask"] for e in examples])  # (B, T)
-    if not bool(masks.all()):
-        batch["attention_mask"] = masks
-    return batch
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def _logged(history: list[dict[str, Any]], key: str) -> list[float]:
-    return [float(entry[key]) for entry in history if key in entry]
 
 
 def train(
@@ -482,12 +439,12 @@ def train(
 
     # ---- validate everything (cheap) before tokenizer training, packing or the model --------
     _check_numbers(params)
-    data_paths = _data_paths(data)
-    iter_documents(data_paths, text_field=text_field)  # checks suffixes before reading anything
+    paths = data_paths(data)
+    iter_documents(paths, text_field=text_field)  # checks suffixes before reading anything
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output_dir must be a directory, got the file {out}")
-    checkpoint = _resume_checkpoint(resume_from_checkpoint, out)
+    checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, out)
     if checkpoint is None and out.is_dir() and any(out.iterdir()) and not overwrite_output_dir:
         raise ValueError(
             f"output_dir {out} is not empty; pass overwrite_output_dir=True (--overwrite) to "
@@ -563,7 +520,7 @@ def train(
         elif tokenizer_dir is not None:
             tok = _load_tokenizer(tokenizer_dir)
         elif args.process_index == 0:
-            documents = iter_documents(data_paths, text_field=text_field)
+            documents = iter_documents(paths, text_field=text_field)
             tok = _train_tokenizer(documents, vocab_size=config.vocab_size, block_size=block_size)
             out.mkdir(parents=True, exist_ok=True)
             tok.save_pretrained(str(out))  # a resumed run finds it here
@@ -585,7 +542,7 @@ def train(
 
     # ---- data ----------------------------------------------------------------------------------
     dataset = PackedDataset.from_documents(
-        iter_documents(data_paths, text_field=text_field), tok, block_size=block_size
+        iter_documents(paths, text_field=text_field), tok, block_size=block_size
     )
     min_blocks = 2 if eval_fraction > 0 else 1
     if len(dataset) < min_blocks:
@@ -606,7 +563,7 @@ def train(
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set if has_eval else None,
-        data_collator=_collate_blocks,
+        data_collator=collate_blocks,
         processing_class=tok,
     )
     restored = 0  # log entries a resumed run inherits from its checkpoint; not this call's
@@ -622,16 +579,16 @@ def train(
         final_eval = float((done[-1] if done else trainer.evaluate())["eval_loss"])
     trainer.save_model(str(out))  # safetensors + config + tokenizer (all ranks: ZeRO gathers)
 
-    losses = _logged(history, "loss")
-    eval_losses = _logged(history, "eval_loss")
+    losses = logged(history, "loss")
+    eval_losses = logged(history, "eval_loss")
     result = TrainResult(
         output_dir=str(out.resolve()),
         global_step=int(trainer.state.global_step),
         train_loss=losses[-1] if losses else None,
         initial_train_loss=losses[0] if losses else None,
-        mean_train_loss=_finite(output.training_loss),
+        mean_train_loss=finite(output.training_loss),
         eval_loss=final_eval,
-        eval_perplexity=None if final_eval is None else _finite(math.exp(min(final_eval, 700.0))),
+        eval_perplexity=None if final_eval is None else finite(math.exp(min(final_eval, 700.0))),
         initial_eval_loss=eval_losses[0] if (args.eval_on_start and eval_losses) else None,
         num_train_blocks=len(train_set),
         num_eval_blocks=len(eval_set),
@@ -703,47 +660,20 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
 
 
-def _overrides(pairs: list[str] | None) -> dict[str, Any] | None:
-    """``--set KEY=VALUE`` pairs; VALUE is parsed as JSON, else kept as a string."""
-    result: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
-        try:
-            result[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            result[key] = raw
-    return result or None
-
-
 def _run(args: argparse.Namespace) -> int:
     """Handler of ``papercraft yoco train``: 0 on success, 2 on a bad argument."""
     names = inspect.signature(train).parameters
     kwargs = {key: value for key, value in vars(args).items() if key in names}
     try:
-        kwargs["config_overrides"] = _overrides(kwargs.get("config_overrides"))
+        kwargs["config_overrides"] = parse_overrides(kwargs.get("config_overrides"))
         result = train(**kwargs)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
         print(f"papercraft yoco train: error: {error}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:  # one report per launch, not one per rank
         print(json.dumps(result.to_dict(), indent=2))
-    _close_process_group()
+    close_process_group()
     return 0
-
-
-def _close_process_group() -> None:
-    """Tear the process group down while every rank is still alive.
-
-    Left to interpreter exit, gloo's threads can be destroyed while joinable on one rank
-    (``terminate called without an active exception``, exit code -6) although training finished.
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def add_cli(actions: argparse._SubParsersAction) -> None:
