@@ -69,3 +69,32 @@ def test_finite_logged_and_closing_without_a_group() -> None:
     history = [{"loss": 3.0, "step": 1}, {"eval_loss": 2.0}, {"loss": "1.5"}]
     assert logged(history, "loss") == [3.0, 1.5]
     close_process_group()  # no process group: nothing to do, no error
+
+
+def test_run_train_command_passes_known_fields_and_reports(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+    import json
+
+    from papercraft.core.training import run_train_command
+
+    seen: dict[str, object] = {}
+
+    class Result:
+        def to_dict(self) -> dict[str, object]:
+            return {"steps": 3}
+
+    def train(*, data: str, config_overrides: dict[str, object] | None = None) -> Result:
+        if data == "bad":
+            raise ValueError("data is bad")
+        seen.update(data=data, config_overrides=config_overrides)
+        return Result()
+
+    args = argparse.Namespace(data="x", config_overrides=["lr=0.5"], func=None, local_rank=None)
+    assert run_train_command(train, args, command="papercraft demo train") == 0
+    assert seen == {"data": "x", "config_overrides": {"lr": 0.5}}
+    assert json.loads(capsys.readouterr().out) == {"steps": 3}
+    args.data = "bad"
+    assert run_train_command(train, args, command="papercraft demo train") == 2
+    assert "papercraft demo train: error: data is bad" in capsys.readouterr().err

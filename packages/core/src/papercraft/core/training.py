@@ -6,14 +6,17 @@
 - :func:`parse_overrides`: ``--set KEY=VALUE`` command-line pairs (JSON values where they parse).
 - :func:`finite` / :func:`logged`: read numbers back from a Trainer's ``log_history``.
 - :func:`close_process_group`: tear ``torch.distributed`` down while every rank is still alive.
+- :func:`run_train_command`: a ``papercraft <pkg> train`` handler around a package's ``train()``.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ __all__ = [
     "logged",
     "parse_overrides",
     "resolve_resume_checkpoint",
+    "run_train_command",
 ]
 
 
@@ -137,3 +141,35 @@ def close_process_group() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def run_train_command(train: Callable[..., Any], args: Any, *, command: str) -> int:
+    """Run ``train(**args)`` for a ``train`` command line: 0 on success, 2 on a bad argument.
+
+    The parsed namespace's fields that name ``train`` parameters are passed on
+    (``config_overrides`` as ``--set KEY=VALUE`` pairs, parsed with :func:`parse_overrides`);
+    a ``ValueError``/``TypeError``/``FileNotFoundError``/``ImportError`` is printed as
+    ``<command>: error: …``; rank 0 prints the result's ``to_dict()`` as JSON, once per launch;
+    the process group is closed before returning.
+
+    Args:
+        train (Callable[..., Any]): the package's ``train`` (its result has ``to_dict()``).
+        args (argparse.Namespace): the parsed command line.
+        command (str): the command's name for messages, e.g. ``"papercraft yoco train"``.
+
+    Returns:
+        int: the exit status.
+    """
+    names = inspect.signature(train).parameters
+    kwargs = {key: value for key, value in vars(args).items() if key in names}
+    try:
+        if "config_overrides" in kwargs:
+            kwargs["config_overrides"] = parse_overrides(kwargs["config_overrides"])
+        result = train(**kwargs)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
+        print(f"{command}: error: {error}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:  # one report per launch, not one per rank
+        print(json.dumps(result.to_dict(), indent=2))
+    close_process_group()
+    return 0

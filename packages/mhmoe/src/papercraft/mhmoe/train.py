@@ -48,13 +48,12 @@ from papercraft.core.data import PackedDataset, iter_documents, split_dataset
 from papercraft.core.io import atomic_write_json
 from papercraft.core.tokenization import train_byte_level_bpe
 from papercraft.core.training import (
-    close_process_group,
     collate_blocks,
     data_paths,
     finite,
     logged,
-    parse_overrides,
     resolve_resume_checkpoint,
+    run_train_command,
 )
 from papercraft.mhmoe.configuration import MHMoEConfig
 from papercraft.mhmoe.stats import ExpertStats
@@ -752,18 +751,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     """Handler of ``papercraft mhmoe train``: 0 on success, 2 on a bad argument."""
-    names = inspect.signature(train).parameters
-    kwargs = {key: value for key, value in vars(args).items() if key in names}
-    try:
-        kwargs["config_overrides"] = parse_overrides(kwargs.get("config_overrides"))
-        result = train(**kwargs)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
-        print(f"papercraft mhmoe train: error: {error}", file=sys.stderr)
-        return 2
-    if int(os.environ.get("RANK", "0")) == 0:  # one report per launch, not one per rank
-        print(json.dumps(result.to_dict(), indent=2))
-    close_process_group()
-    return 0
+    return run_train_command(train, args, command="papercraft mhmoe train")
 
 
 def add_cli(actions: argparse._SubParsersAction) -> None:
