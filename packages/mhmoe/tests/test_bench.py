@@ -78,6 +78,22 @@ def test_quick_run_notes_machine_and_cleanup(quick_report: bench.BenchReport) ->
     assert set(DISPATCHERS) == {"loop", "grouped", "dense"}
 
 
+def test_mhv2_section_times_the_published_parity_configs() -> None:
+    options = BenchOptions.quick(
+        tokens=16, experts=(4,), heads=(), mhv2_heads=(2,), impls=("grouped",), threads=1
+    )
+    options = BenchOptions(**{**options.__dict__, "backward": False})
+    report = run_bench(options, progress=False)
+    rows = [r for r in report.rows if r["section"] == "parity_mhv2" and r["impl"] == "grouped"]
+    # MH-v2 (arXiv 2411.16205): SMoE 8 experts, hidden 2048, top-1 -> h=2: 40 experts, 768, top-2
+    assert [(r["heads"], r["experts"], r["expert_hidden"], r["top_k"]) for r in rows] == [
+        (1, 8, 2048, 1),
+        (2, 40, 768, 2),
+    ]
+    assert rows[1]["vs_smoe"] == pytest.approx(rows[1]["fwd_ms"] / rows[0]["fwd_ms"])
+    assert any("MH-v2 configuration, d 768" in n for n in report.notes)
+
+
 def test_kept_counts_match_routing() -> None:
     torch.manual_seed(0)
     layer = SparseMoE(16, 4, top_k=2, expert_hidden=8, capacity_factor=0.5)
@@ -161,6 +177,8 @@ def test_argv_parsing_and_threads_restored(tmp_path: object) -> None:
         ({"device": "tpu"}, "device"),
         ({"capacity_factor": math.nan}, "capacity_factor"),
         ({"parity_match": "flops"}, "parity_match"),
+        ({"mhv2_heads": (5,)}, "divide 768"),
+        ({"mhv2_heads": (1,)}, "mhv2_heads"),
     ],
 )
 def test_options_errors(kwargs: dict[str, object], match: str) -> None:

@@ -101,6 +101,7 @@ def test_dispatchers_agree_values_and_gradients(
     runs = {
         "loop": _run("loop", case),
         "bmm": _run("grouped", case, impl="bmm"),
+        "slices": _run("grouped", case, impl="slices"),
         "auto": _run("grouped", case),
     }
     for name, (out, grads) in runs.items():
@@ -109,6 +110,18 @@ def test_dispatchers_agree_values_and_gradients(
         for g, g_ref in zip(grads, grads_dense, strict=True):
             torch.testing.assert_close(g, g_ref, msg=name)
         assert bool((grads[0][~case[3]] == 0).all()), name  # no gradient into padding
+
+
+@pytest.mark.parametrize("impl", ["slices", "bmm", "auto"])
+def test_grouped_without_autograd_matches_reference(impl: str) -> None:
+    # under no_grad the slices path runs the SwiGLU in place and writes into one buffer
+    for top_k, capacity in ((1, None), (3, 2)):
+        case = _make(top_k, capacity=capacity, bias=False, seed=11 + top_k)
+        x, router, experts, valid, _ = case
+        with torch.no_grad():
+            routing = apply_capacity(router(x, valid), capacity)
+            out = dispatch_grouped(x, routing, experts, impl=impl)  # type: ignore[arg-type]
+        torch.testing.assert_close(out, _reference(case))
 
 
 def test_capacity_drops_change_the_output() -> None:

@@ -9,12 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from papercraft.mhmoe.routing import (
+    ITERATIVE_TOPK_MAX_K,
     Routing,
     TopKRouter,
     apply_capacity,
     expert_capacity,
     load_balancing_loss,
     router_z_loss,
+    select_topk,
 )
 
 
@@ -286,3 +288,26 @@ def test_xmoe_router_allows_two_forwards_before_one_backward() -> None:
     assert layer.router.expert_embeddings is not None
     norms = layer.router.expert_embeddings.detach().norm(dim=1)
     torch.testing.assert_close(norms, torch.full_like(norms, 1.5))
+
+
+@pytest.mark.parametrize(("num_experts", "k"), [(5, 1), (5, 3), (160, 4), (40, 6), (8, 8)])
+def test_select_topk_equals_torch_topk_with_gradients(num_experts: int, k: int) -> None:
+    # k <= ITERATIVE_TOPK_MAX_K takes the repeated-max path on CPU, larger k torch.topk
+    torch.manual_seed(num_experts + k)
+    scores = torch.randn(257, num_experts, dtype=torch.float64, requires_grad=True)
+    values, index = select_topk(scores, k)
+    ref_values, ref_index = scores.topk(k, dim=-1)
+    assert torch.equal(index, ref_index)
+    assert torch.equal(values, ref_values)
+    weight = torch.randn(257, k, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((values * weight).sum(), scores)
+    (ref_grad,) = torch.autograd.grad((ref_values * weight).sum(), scores)
+    assert torch.equal(grad, ref_grad)
+
+
+def test_select_topk_ties_take_the_lower_column_first() -> None:
+    scores = torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0]])
+    values, index = select_topk(scores, 3)
+    assert index.tolist() == [[1, 2, 0], [0, 1, 2]]
+    assert values.tolist() == [[3.0, 3.0, 1.0], [2.0, 2.0, 2.0]]
+    assert ITERATIVE_TOPK_MAX_K >= 3  # the path this test is about

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from papercraft.core.testing import sample_texts
+from papercraft.core.testing import run_torchrun, sample_texts
 from papercraft.mhmoe.compare import compare_smoe_mhmoe, pydoc_corpus
 from papercraft.mhmoe.configuration import MHMoEConfig
 from papercraft.mhmoe.stats import ExpertStats
@@ -180,6 +180,29 @@ def test_shipped_deepspeed_config_is_zero2() -> None:
     config = json.loads(text)
     assert config["zero_optimization"]["stage"] == 2
     assert config["train_micro_batch_size_per_gpu"] == "auto"
+
+
+@pytest.mark.slow
+def test_deepspeed_zero2_two_process_cpu_run(corpus: Path, tmp_path: Path) -> None:
+    """The shipped ZeRO-2 config under torchrun, world size 2, DeepSpeed's CPU accelerator."""
+    pytest.importorskip("deepspeed")
+    out = tmp_path / "ds"
+    done = run_torchrun(
+        "papercraft.mhmoe.train",
+        ["--config", "tiny", "--data", str(corpus), "--output", str(out), "--block-size", "64",
+         "--max-steps", "4", "--save-steps", "4", "--batch-size", "2", "--warmup", "1",
+         "--eval-fraction", "0.1", "--logging-steps", "1", "--cpu", "--deepspeed", "ds_zero2_moe"],
+        env={"DS_ACCELERATOR": "cpu"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((out / "train_result.json").read_text(encoding="utf-8"))
+    assert (result["world_size"], result["global_step"]) == (2, 4)
+    assert math.isfinite(result["train_loss"])
+    assert result["train_aux_loss"] > 0
+    # a DeepSpeed engine ran: its ZeRO checkpoint layout, not the plain Trainer's optimizer.pt
+    assert (out / "checkpoint-4" / "global_step4").is_dir()
+    assert not (out / "checkpoint-4" / "optimizer.pt").exists()
+    assert done.stdout.count('"format": "papercraft.mhmoe.train_result"') == 1
 
 
 def test_compare_reports_both_systems_at_parity(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from papercraft.core.testing import run_torchrun
 from papercraft.svdr.data import DprExample, Passage, passage_text
 from papercraft.svdr.index import BagOfTokensIndex
 from papercraft.svdr.model import SVDREncoder
@@ -174,11 +175,6 @@ def test_train_rejects_bad_arguments_before_loading_a_model(tmp_path: Path) -> N
 
 def test_two_process_gloo_run_gathers_negatives_and_saves_once(tmp_path: Path) -> None:
     """torchrun, world size 2 on CPU (gloo), a tiny BERT with MiniLM's vocabulary."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from papercraft.svdr.data import write_dpr
@@ -190,20 +186,13 @@ def test_two_process_gloo_run_gathers_negatives_and_saves_once(tmp_path: Path) -
     BertModel(config, add_pooling_layer=False).save_pretrained(backbone)
     AutoTokenizer.from_pretrained(gt.get_model_path()).save_pretrained(backbone)
     write_dpr(make_country_task(4, 1, seed=0).train, tmp_path / "train.json")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     out = tmp_path / "ddp"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-        "--master-addr", "127.0.0.1", "--master-port", str(port),
-        "-m", "papercraft.core.cli", "svdr", "train", str(tmp_path / "train.json"),
+    done = run_torchrun("papercraft.core.cli", [
+        "svdr", "train", str(tmp_path / "train.json"),
         "--backbone", str(backbone), "--out", str(out), "--max-steps", "3", "--batch-size", "4",
         "--passage-max-length", "32", "--lr", "1e-3", "--cpu", "--logging-steps", "1",
         "--save-steps", "2", "--set", "disable_tqdm=true",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    ])  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((out / "train_result.json").read_text(encoding="utf-8"))
     assert result["world_size"] == 2

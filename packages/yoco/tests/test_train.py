@@ -7,10 +7,6 @@ import importlib.util
 import inspect
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,7 +16,7 @@ import torch
 
 import papercraft.yoco
 from papercraft.core.data import PackedDataset, iter_documents, split_dataset
-from papercraft.core.testing import sample_texts, tiny_tokenizer
+from papercraft.core.testing import run_torchrun, sample_texts, tiny_tokenizer
 from papercraft.yoco import YocoConfig
 from papercraft.yoco.train import PRESETS, add_cli, load_preset, load_recipe, train
 
@@ -206,19 +202,12 @@ def test_cli_reports_bad_arguments_with_exit_status_2(
 
 def test_two_process_gloo_run_trains_the_tokenizer_once(corpus: list[Path], tmp_path: Path) -> None:
     """torchrun, world size 2 on CPU (gloo): rank 0 trains the tokenizer, rank 1 loads it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     out = tmp_path / "ddp"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-        "--master-addr", "127.0.0.1", "--master-port", str(port),
-        "-m", "papercraft.yoco.train", "--config", "tiny", "--data", *map(str, corpus),
+    done = run_torchrun("papercraft.yoco.train", [
+        "--config", "tiny", "--data", *map(str, corpus),
         "--output", str(out), "--block-size", "64", "--max-steps", "3", "--batch-size", "4",
         "--lr", "1e-3", "--warmup", "1", "--eval-fraction", "0.1", "--cpu",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    ])  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((out / "train_result.json").read_text(encoding="utf-8"))
     assert result["world_size"] == 2

@@ -12,6 +12,8 @@ Everything here is built locally from CPython's own documentation
   with its WordPiece tokenizer, for embedding-model packages.
 - :func:`sample_texts` — deterministic snippets of real English prose.
 - :func:`seed_everything` — seed Python, NumPy and torch in one call.
+- :func:`run_torchrun` — run a module under ``torch.distributed.run`` on a free local port
+  (multi-process CPU / gloo tests).
 
 Determinism: for a given CPython version (``pydoc_data.topics`` changes between Python
 releases) the same arguments give byte-identical tokenizers, identical weights and identical
@@ -23,8 +25,13 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import random
 import re
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,6 +51,7 @@ __all__ = [
     "EOS_TOKEN",
     "PAD_TOKEN",
     "UNK_TOKEN",
+    "run_torchrun",
     "sample_texts",
     "seed_everything",
     "tiny_bert",
@@ -93,6 +101,48 @@ def seed_everything(seed: int) -> None:
 # --------------------------------------------------------------------------------------------
 # Corpus
 # --------------------------------------------------------------------------------------------
+
+
+def run_torchrun(
+    module: str,
+    args: Sequence[str],
+    *,
+    nproc: int = 2,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 240.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m module args`` under ``torch.distributed.run`` with ``nproc`` processes.
+
+    The rendezvous uses ``127.0.0.1`` and a port the OS reports free; every process gets
+    ``OMP_NUM_THREADS=1`` (no oversubscription on small CI machines) and
+    ``TOKENIZERS_PARALLELISM=false`` unless ``env`` sets them.
+
+    Args:
+        module (str): the module to run, e.g. ``"papercraft.yoco.train"``.
+        args (Sequence[str]): its arguments.
+        nproc (int): processes (``--nproc-per-node``). Default: 2.
+        env (Mapping[str, str] | None): extra environment variables. Default: None.
+        timeout (float): seconds before the run is killed (``subprocess.TimeoutExpired``).
+            Default: 240.
+
+    Returns:
+        subprocess.CompletedProcess[str]: with ``stdout`` and ``stderr`` captured as text.
+
+    Raises:
+        ValueError: if ``nproc`` is not a positive int.
+    """
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc must be a positive int, got {nproc!r}")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+        "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", module, *args,
+    ]  # fmt: skip
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    full_env.update(env or {})
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
 @functools.lru_cache(maxsize=1)

@@ -46,9 +46,9 @@ from papercraft.core.bench import BenchReport, machine_info
 from papercraft.mhmoe._version import __version__
 from papercraft.mhmoe.bench_report import _find, _ratio, _rows, _targets, write_report
 from papercraft.mhmoe.dispatch import DISPATCHERS, dispatch_grouped, grouped_mm_supported
-from papercraft.mhmoe.experts import SwiGLUExperts
+from papercraft.mhmoe.experts import SwiGLUExperts, swiglu
 from papercraft.mhmoe.layer import MHMoE, SparseMoE
-from papercraft.mhmoe.parity import config_flops, config_params, parity_config
+from papercraft.mhmoe.parity import MHV2_BASELINE, config_flops, config_params, parity_config
 
 __all__ = [
     "IMPLS",
@@ -99,6 +99,10 @@ class BenchOptions:
         heads (Sequence[int]): MH-MoE heads of the parity section; empty skips it. Default: (2, 4).
         parity_experts (int): expert count of the parity section's SMoE baseline. Default: 32.
         parity_match (str): ``"params+flops"`` (MH-v2) or ``"params"``. Default: "params+flops".
+        mhv2_heads (Sequence[int]): MH-MoE heads of the ``parity_mhv2`` section, which times
+            MH-v2's own parity configurations (:data:`~papercraft.mhmoe.parity.MHV2_BASELINE`:
+            ``d = 768``, 8 experts of hidden 2048, top-1, against ``h = 2``: 40 experts, top-2 and
+            ``h = 3``: 96 experts, top-3) on ``tokens`` tokens; empty skips it. Default: (2, 3).
         capacity_factor (float | None): capacity factor of every layer (DeepSpeed's too); None is
             dropless. Default: 1.0.
         backward (bool): also time forward+backward. Default: True.
@@ -123,6 +127,7 @@ class BenchOptions:
     heads: Sequence[int] = (2, 4)
     parity_experts: int = 32
     parity_match: str = "params+flops"
+    mhv2_heads: Sequence[int] = (2, 3)
     capacity_factor: float | None = 1.0
     backward: bool = True
     threads: int | None = None
@@ -139,6 +144,12 @@ class BenchOptions:
         _check_int("seed", self.seed, 0)
         object.__setattr__(self, "experts", _int_tuple("experts", self.experts, 1))
         object.__setattr__(self, "heads", _int_tuple("heads", self.heads, 2, allow_empty=True))
+        object.__setattr__(
+            self, "mhv2_heads", _int_tuple("mhv2_heads", self.mhv2_heads, 2, allow_empty=True)
+        )
+        for h in self.mhv2_heads:
+            if MHV2_BASELINE["d_model"] % h:
+                raise ValueError(f"mhv2_heads must divide {MHV2_BASELINE['d_model']}, got {h}")
         if any(e < self.top_k for e in (*self.experts, self.parity_experts)):
             raise ValueError(f"every expert count must be >= top_k ({self.top_k})")
         for h in self.heads:
@@ -178,6 +189,7 @@ class BenchOptions:
             "experts": (4, 8),
             "heads": (2,),
             "parity_experts": 8,
+            "mhv2_heads": (),
             "repeats": 1,
             "warmup": 1,
         }
@@ -292,7 +304,8 @@ def _floor_calls(
 
     def slices() -> tuple[list[Tensor], list[Tensor]]:
         live = [e for e in range(experts.num_experts) if counts[e]]
-        outs = [experts.expert_forward(e, xs[bounds[e] : bounds[e + 1]]) for e in live]
+        per_expert = experts.unbind_experts()
+        outs = [swiglu(xs[bounds[e] : bounds[e + 1]], *per_expert[e]) for e in live]
         return outs, [grad[bounds[e] : bounds[e + 1]] for e in live]
 
     def grouped() -> tuple[list[Tensor], list[Tensor]]:
@@ -490,15 +503,15 @@ def _dispatch_point(num_experts: int, options: BenchOptions, x: Tensor, notes: l
     )
 
 
-def _parity_points(options: BenchOptions, x: Tensor) -> list[_Point]:
-    baseline = {
-        "d_model": options.d_model,
-        "num_experts": options.parity_experts,
-        "top_k": options.top_k,
-        "expert_hidden": options.expert_hidden,
-    }
+def _parity_points(
+    options: BenchOptions,
+    x: Tensor,
+    baseline: dict[str, Any],
+    heads: Sequence[int],
+    section: str,
+) -> list[_Point]:
     configs: list[dict[str, Any]] = [{**baseline, "num_heads": 1, "head_projection": False}]
-    configs += [parity_config(baseline, h, options.parity_match) for h in options.heads]
+    configs += [parity_config(baseline, h, options.parity_match) for h in heads]
     points = []
     for config in configs:
         torch.manual_seed(options.seed)
@@ -515,7 +528,7 @@ def _parity_points(options: BenchOptions, x: Tensor) -> list[_Point]:
         counts, dropped = _kept_counts(layer, x)
         points.append(
             _Point(
-                section="parity",
+                section=section,
                 experts=config["num_experts"],
                 heads=config["num_heads"],
                 top_k=config["top_k"],
@@ -593,13 +606,31 @@ def _run(options: BenchOptions, *, progress: bool) -> BenchReport:
         grad = torch.randn(options.tokens, options.d_model, generator=gen).to(device, dtype)
         x.requires_grad_(options.backward)
         notes: list[str] = []
+        inputs = {"dispatch": (x, grad), "parity": (x, grad)}
+        if options.mhv2_heads:
+            d_v2 = MHV2_BASELINE["d_model"]
+            x_v2 = torch.randn(options.tokens, d_v2, generator=gen).to(device, dtype)
+            grad_v2 = torch.randn(options.tokens, d_v2, generator=gen).to(device, dtype)
+            inputs["parity_mhv2"] = (x_v2.requires_grad_(options.backward), grad_v2)
         with _forced_grouped_impls():
             points = [_dispatch_point(e, options, x, notes) for e in options.experts]
             if options.heads:
-                points += _parity_points(options, x)
+                baseline = {
+                    "d_model": options.d_model,
+                    "num_experts": options.parity_experts,
+                    "top_k": options.top_k,
+                    "expert_hidden": options.expert_hidden,
+                }
+                points += _parity_points(options, x, baseline, options.heads, "parity")
+            if options.mhv2_heads:
+                x_v2 = inputs["parity_mhv2"][0]
+                points += _parity_points(
+                    options, x_v2, dict(MHV2_BASELINE), options.mhv2_heads, "parity_mhv2"
+                )
             for point in points:
                 floor_impl: dict[str, str] = {}
-                times = _time_point(point, x, grad, options, device, floor_impl, notes)
+                px, pgrad = inputs[point.section]
+                times = _time_point(point, px, pgrad, options, device, floor_impl, notes)
                 rows = _rows(point, times, floor_impl, options.tokens)
                 for row in rows:
                     report.add(**row)
@@ -609,11 +640,12 @@ def _run(options: BenchOptions, *, progress: bool) -> BenchReport:
                         f"  {point.section} E={point.experts} h={point.heads}: fwd ms {text}",
                         flush=True,
                     )
-        smoe = _find(report.rows, section="parity", impl="grouped", heads=1)
-        for row in report.rows:
-            if row["section"] == "parity" and smoe is not None and row["impl"] == "grouped":
-                row["vs_smoe"] = _ratio(row["fwd_ms"], smoe["fwd_ms"])
-                row["fwdbwd_vs_smoe"] = _ratio(row["fwdbwd_ms"], smoe["fwdbwd_ms"])
+        for section in ("parity", "parity_mhv2"):
+            smoe = _find(report.rows, section=section, impl="grouped", heads=1)
+            for row in report.rows:
+                if row["section"] == section and smoe is not None and row["impl"] == "grouped":
+                    row["vs_smoe"] = _ratio(row["fwd_ms"], smoe["fwd_ms"])
+                    row["fwdbwd_vs_smoe"] = _ratio(row["fwdbwd_ms"], smoe["fwdbwd_ms"])
         report.machine["torch_threads"] = threads
         report.machine["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
         report.notes.extend(_targets(report.rows, options, device))
@@ -632,7 +664,10 @@ def _run(options: BenchOptions, *, progress: bool) -> BenchReport:
                 "impl; deepspeed = deepspeed.moe.layer.MoE with the same weights "
                 "(papercraft.mhmoe.deepspeed_compat), its own capacity rounding.",
                 f"parity: SMoE ({options.parity_experts} experts) vs MH-MoE from "
-                f"parity_config(..., match={options.parity_match!r}); vs_smoe = time / SMoE time.",
+                f"parity_config(..., match={options.parity_match!r}); vs_smoe = time / SMoE time. "
+                "parity_mhv2: the same for MH-v2's own configurations (d 768; SMoE 8 experts, "
+                "hidden 2048, top-1; MH-MoE h=2: 40 experts, top-2, hidden 768; h=3: 96 experts, "
+                f"top-3, hidden 512) on {options.tokens} tokens.",
                 f"torch threads {threads}; load average {report.machine['loadavg_start']} at the "
                 f"start, {report.machine['loadavg_end']} at the end; "
                 f"total {time.perf_counter() - start:.0f} s.",
@@ -666,6 +701,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--parity-experts", type=int, default=None, help="default 32")
     parser.add_argument("--parity-match", choices=("params", "params+flops"), default=None)
+    parser.add_argument(
+        "--mhv2-heads",
+        type=int,
+        nargs="*",
+        default=None,
+        help="heads of the MH-v2-configuration parity section (default 2 3); none skips it",
+    )
     parser.add_argument(
         "--capacity-factor", type=float, default=None, help="default 1.0; <= 0 is dropless"
     )

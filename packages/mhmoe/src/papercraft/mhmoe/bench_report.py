@@ -113,18 +113,22 @@ def _targets(rows: list[dict[str, Any]], options: BenchOptions, device: torch.de
             f"({ds['fwd_ms'] / grouped['fwd_ms']:.2f}×; min {grouped['fwd_min_ms']:.1f} vs "
             f"{ds['fwd_min_ms']:.1f} ms)"
         )
-    smoe = _find(rows, section="parity", impl="grouped", heads=1)
-    for h in options.heads:
-        mh = _find(rows, section="parity", impl="grouped", heads=h)
-        if smoe is None or mh is None:
-            continue
-        ratio = mh["fwd_ms"] / smoe["fwd_ms"]
-        lines.append(
-            f"{verdict(ratio <= 1.25)} MH-MoE h={h} ({mh['experts']} experts, top-{mh['top_k']}, "
-            f"hidden {mh['expert_hidden']}) within 1.25× of SMoE at {options.parity_match} "
-            f"parity: forward {ratio:.2f}× ({mh['fwd_ms']:.1f} vs {smoe['fwd_ms']:.1f} ms; "
-            f"min-based {mh['fwd_min_ms'] / smoe['fwd_min_ms']:.2f}×)"
-        )
+    for section, heads, what in (
+        ("parity", options.heads, f"d {options.d_model}, {options.parity_experts}-expert SMoE"),
+        ("parity_mhv2", options.mhv2_heads, "MH-v2 configuration, d 768"),
+    ):
+        smoe = _find(rows, section=section, impl="grouped", heads=1)
+        for h in heads:
+            mh = _find(rows, section=section, impl="grouped", heads=h)
+            if smoe is None or mh is None:
+                continue
+            ratio = mh["fwd_ms"] / smoe["fwd_ms"]
+            lines.append(
+                f"{verdict(ratio <= 1.25)} MH-MoE h={h} ({mh['experts']} experts, "
+                f"top-{mh['top_k']}, hidden {mh['expert_hidden']}; {what}) within 1.25× of SMoE "
+                f"at {options.parity_match} parity: forward {ratio:.2f}× ({mh['fwd_ms']:.1f} vs "
+                f"{smoe['fwd_ms']:.1f} ms; min-based {mh['fwd_min_ms'] / smoe['fwd_min_ms']:.2f}×)"
+            )
     loop = _find(rows, section="dispatch", impl="loop", experts=at)
     if device.type == "cuda" and loop is not None and grouped is not None:
         speedup = loop["fwd_ms"] / grouped["fwd_ms"]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SwiGLUExperts"]
+__all__ = ["SwiGLUExperts", "swiglu"]
 
 #: standard deviation of the normal initialisation of every expert weight.
 INIT_STD = 0.02
@@ -25,6 +25,35 @@ INIT_STD = 0.02
 def _check_positive_int(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def swiglu(
+    x: Tensor,
+    w_gate: Tensor,
+    w_up: Tensor,
+    w_down: Tensor,
+    b_gate: Tensor | None = None,
+    b_up: Tensor | None = None,
+    b_down: Tensor | None = None,
+) -> Tensor:
+    """One SwiGLU expert: ``(silu(x W_gate + b_gate) ⊗ (x W_up + b_up)) W_down + b_down``.
+
+    Args:
+        x (Tensor): ``(n, dim)``.
+        w_gate (Tensor): ``(dim, hidden)``.
+        w_up (Tensor): ``(dim, hidden)``.
+        w_down (Tensor): ``(hidden, dim)``.
+        b_gate (Tensor | None): ``(hidden,)`` or None. Default: None.
+        b_up (Tensor | None): ``(hidden,)`` or None. Default: None.
+        b_down (Tensor | None): ``(dim,)`` or None. Default: None.
+
+    Returns:
+        Tensor: ``(n, dim)``.
+    """
+    gate = x @ w_gate if b_gate is None else torch.addmm(b_gate, x, w_gate)
+    up = x @ w_up if b_up is None else torch.addmm(b_up, x, w_up)
+    hidden = F.silu(gate) * up
+    return hidden @ w_down if b_down is None else torch.addmm(b_down, hidden, w_down)
 
 
 class SwiGLUExperts(nn.Module):
@@ -80,6 +109,25 @@ class SwiGLUExperts(nn.Module):
             if b is not None:
                 nn.init.zeros_(b)
 
+    def unbind_experts(self) -> list[tuple[Tensor, ...]]:
+        """Per-expert views of the weights: ``[(w_gate[e], w_up[e], w_down[e], b_gate[e] | None,
+        b_up[e] | None, b_down[e] | None) for e in range(E)]``.
+
+        Made with one ``unbind`` per stacked parameter, so the backward of a loop over experts
+        stacks the per-expert gradients once; indexing ``w_gate[e]`` per expert instead makes
+        every expert's backward write a zero-filled gradient of the whole ``(E, dim, hidden)``
+        stack.
+
+        Returns:
+            list[tuple[Tensor, ...]]: one 6-tuple per expert (biases None without ``bias``).
+        """
+        weights = [w.unbind(0) for w in (self.w_gate, self.w_up, self.w_down)]
+        biases: list[tuple[Tensor | None, ...]] = [
+            (None,) * self.num_experts if b is None else b.unbind(0)
+            for b in (self.b_gate, self.b_up, self.b_down)
+        ]
+        return list(zip(*weights, *biases, strict=True))
+
     def expert_forward(self, e: int, x: Tensor) -> Tensor:
         """Run expert ``e`` on a batch of rows.
 
@@ -98,15 +146,8 @@ class SwiGLUExperts(nn.Module):
             raise ValueError(f"e must be an int in [0, {self.num_experts}), got {e!r}")
         if x.ndim != 2 or x.shape[-1] != self.dim:
             raise ValueError(f"x must have shape (n, {self.dim}), got {tuple(x.shape)}")
-        gate = x @ self.w_gate[e]  # (n, hidden)
-        up = x @ self.w_up[e]  # (n, hidden)
-        if self.b_gate is not None and self.b_up is not None:
-            gate = gate + self.b_gate[e]
-            up = up + self.b_up[e]
-        out = (F.silu(gate) * up) @ self.w_down[e]  # (n, dim)
-        if self.b_down is not None:
-            out = out + self.b_down[e]
-        return out
+        bias = [None if b is None else b[e] for b in (self.b_gate, self.b_up, self.b_down)]
+        return swiglu(x, self.w_gate[e], self.w_up[e], self.w_down[e], *bias)
 
     def extra_repr(self) -> str:
         """Summarise the shape of the bank."""

@@ -49,6 +49,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 __all__ = [
+    "MHV2_BASELINE",
     "ParityMatch",
     "config_flops",
     "config_params",
@@ -59,6 +60,17 @@ __all__ = [
 ]
 
 ParityMatch = Literal["params", "params+flops"]
+
+#: The SMoE baseline of MH-v2 (arXiv 2411.16205): ``d = 768``, 8 SwiGLU experts of hidden 2048,
+#: top-1. :func:`parity_config` turns it into ``h=2``: 40 experts, top-2, ``H = 768`` and
+#: ``h=3``: 96 experts, top-3, ``H = 512``.
+MHV2_BASELINE: dict[str, int] = {
+    "d_model": 768,
+    "num_experts": 8,
+    "top_k": 1,
+    "expert_hidden": 2048,
+}
+
 _MATCHES = ("params", "params+flops")
 _ROUTERS = ("softmax", "xmoe")
 
