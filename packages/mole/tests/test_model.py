@@ -10,35 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
+from conftest import NAMES, SEQ
+from peft import LoraConfig, PeftModel
+from transformers import LlamaForCausalLM, TrainingArguments
 
 from papercraft.mole import MoleConfig, MoleModel, MoleTrainer, cat_merge, group_key, sum_merge
 from papercraft.mole.gates import MoleGate, balance_loss
-
-NAMES = ("a", "b", "c")
-SEQ = 8
-
-
-@pytest.fixture(scope="module")
-def base() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4)  # fmt: skip
-    return LlamaForCausalLM(config).eval()
-
-
-@pytest.fixture(scope="module")
-def adapters(base: LlamaForCausalLM, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("loras")
-    paths = {}
-    for i, name in enumerate(NAMES):
-        torch.manual_seed(10 + i)
-        lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                          init_lora_weights=False)  # fmt: skip
-        get_peft_model(copy.deepcopy(base), lora).save_pretrained(root / name)
-        paths[name] = str(root / name)
-    return paths
 
 
 def _mole(base: LlamaForCausalLM, adapters: dict[str, str], **kw: object) -> MoleModel:
