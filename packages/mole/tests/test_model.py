@@ -210,7 +210,7 @@ def test_config_and_model_errors(base, adapters) -> None:  # type: ignore[no-unt
 
 
 @torch.no_grad()
-def test_tiny_diffusers_unet() -> None:
+def test_tiny_diffusers_unet(tmp_path: Path) -> None:
     diffusers = pytest.importorskip("diffusers")
     from peft import inject_adapter_in_model
 
@@ -238,6 +238,40 @@ def test_tiny_diffusers_unet() -> None:
     assert set(mole.gate_weights()) == set(mole.units)
     mole.set_fixed_gates([1.0, 0.0])
     only_s1 = mole(sample, 10, encoder_hidden_states=text).sample
+    pytest.importorskip("matplotlib")
+    png = mole.plot_gate_weights(tmp_path / "gates.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
     mole.set_fixed_gates([0.0, 1.0])
     only_s2 = mole(sample, 10, encoder_hidden_states=text).sample
     assert not torch.allclose(only_s1, only_s2)
+
+
+@torch.no_grad()
+def test_load_adapters_into_a_plain_module(tmp_path: Path) -> None:
+    """Non-transformers modules get the LoRAs injected from saved peft directories."""
+    from peft import get_peft_model_state_dict, inject_adapter_in_model
+    from safetensors.torch import save_file
+
+    from papercraft.mole import load_adapters
+
+    def net() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Tanh(), torch.nn.Linear(8, 4))
+
+    source = net()
+    lora = LoraConfig(r=2, lora_alpha=2, target_modules=["0", "2"], init_lora_weights=False)
+    for seed, name in enumerate(("p", "q")):
+        torch.manual_seed(seed)
+        inject_adapter_in_model(lora, source, adapter_name=name)
+        lora.save_pretrained(str(tmp_path / name))
+        save_file(get_peft_model_state_dict(source, adapter_name=name),
+                  str(tmp_path / name / "adapter_model.safetensors"))  # fmt: skip
+    x = torch.randn(5, 8)
+    reference = MoleModel(source, MoleConfig(adapters={"p": "", "q": ""}, pooling="mean"))
+    _randomise_gates(reference, seed=3)
+    expected = reference(x)
+    paths = {n: str(tmp_path / n) for n in ("p", "q")}
+    loaded = MoleModel.from_adapters(net(), MoleConfig(adapters=paths, pooling="mean"))
+    loaded.gates.load_state_dict(reference.gates.state_dict())
+    torch.testing.assert_close(loaded(x), expected)
+    assert load_adapters(loaded.model, paths) is loaded.model  # already present: kept

@@ -108,3 +108,62 @@ def test_read_jsonl_errors(tmp_path: Path) -> None:
         read_jsonl(path)
     path.write_text('{"prompt": "a", "completion": "b", "task": "t"}\n')
     assert read_jsonl(path) == [{"prompt": "a", "completion": "b", "task": "t"}]
+
+
+def test_quick_demo_writes_its_report(tmp_path: Path) -> None:
+    from papercraft.mole.demo import run_demo
+
+    report = run_demo(tmp_path, quick=True)
+    saved = json.loads((tmp_path / "mole_demo.json").read_text())
+    assert saved["format"] == "papercraft.mole.demo"
+    systems = [r["system"] for r in report["systems"]]
+    assert systems[:4] == [
+        "base (no LoRA)",
+        "LoRA reverse alone",
+        "LoRA sort alone",
+        "LoRA shift alone",
+    ]
+    assert "cat merge (w = 1/N)" in systems
+    assert sum(s.startswith("MoLE") for s in systems) == 4
+    assert len(report["masking"]) == 3
+    for row in report["systems"] + report["masking"]:
+        assert all(0.0 <= v <= 1.0 for v in row["exact_match"].values())
+    assert (tmp_path / "mole_demo.md").read_text().startswith("### Teacher-forced")
+    with pytest.raises(ValueError, match="directory"):
+        run_demo(tmp_path / "mole_demo.md")
+
+
+def test_cli_train_gates_then_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from papercraft.mole.synthetic import char_tokenizer, make_examples, tiny_llama, train_lora
+
+    tok = char_tokenizer()
+    base = tiny_llama(tok, hidden_size=32, seed=0)
+    base.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    adapter_args = []
+    for task in ("sort", "shift"):
+        lora = train_lora(base, make_examples(task, 64, seed=1), tokenizer=tok, seq_len=16,
+                          steps=3, rank=4)  # fmt: skip
+        lora.save_pretrained(str(tmp_path / task))
+        adapter_args += ["--adapter", f"{task}={tmp_path / task}"]
+    data = tmp_path / "mixed.jsonl"
+    rows = [{"prompt": p, "completion": a, "task": t}
+            for t in ("sort", "shift") for p, a in make_examples(t, 16, seed=2)]  # fmt: skip
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    args = _parser().parse_args(["mole", "train-gates", "--base", str(tmp_path / "base"),
+                                 *adapter_args, "--data", str(data), "--output",
+                                 str(tmp_path / "run"), "--seq-len", "16", "--steps", "3",
+                                 "--batch-size", "8", "--gate-input", "hidden"])  # fmt: skip
+    assert args.func(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    # (DeepSpeed, where installed, logs a line to stdout when transformers imports it)
+    summary = json.loads(out[out.index("{\n") :])
+    assert summary["steps"] == 3
+    assert (tmp_path / "run" / "mole" / "gates.safetensors").is_file()
+    args = _parser().parse_args(["mole", "eval", "--base", str(tmp_path / "base"), "--mole",
+                                 str(tmp_path / "run" / "mole"), "--data", str(data),
+                                 "--mask", "sort"])  # fmt: skip
+    assert args.func(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["exact_match"]) == {"sort", "shift"}
+    assert result["mask"] == ["sort"]

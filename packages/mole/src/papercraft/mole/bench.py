@@ -123,7 +123,7 @@ def _adapters(base: Any, options: BenchOptions, root: Path) -> dict[str, str]:
             target_modules=["q_proj", "v_proj"],
             init_lora_weights=False,
         )
-        get_peft_model(copy.deepcopy(base), lora).save_pretrained(root / f"lora{i}")
+        get_peft_model(copy.deepcopy(base), lora).save_pretrained(str(root / f"lora{i}"))
         paths[f"lora{i}"] = str(root / f"lora{i}")
     return paths
 
@@ -164,8 +164,8 @@ def _run(options: BenchOptions, threads: int, progress: bool) -> BenchReport:
         for granularity in options.granularities:
             config = MoleConfig(
                 adapters=adapters,
-                granularity=granularity,
-                seq_len=options.tokens,  # type: ignore[arg-type]
+                granularity=granularity,  # type: ignore[arg-type]
+                seq_len=options.tokens,
             )
             mole = MoleModel.from_adapters(copy.deepcopy(base), config).eval()
             systems[f"mole ({granularity})"] = lambda m=mole: m(input_ids=ids)  # type: ignore[misc]

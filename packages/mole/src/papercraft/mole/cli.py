@@ -116,7 +116,7 @@ def _train_gates(args: argparse.Namespace) -> int:
         base, tokenizer = _load_base(args.base)
     except (ValueError, FileNotFoundError) as error:
         return _error("train-gates", error)
-    from papercraft.mole.tasks import TaskDataset, encode_examples
+    from papercraft.mole.synthetic import TaskDataset, encode_examples
     from papercraft.mole.train import train_gates
 
     try:
@@ -149,7 +149,7 @@ def _eval(args: argparse.Namespace) -> int:
             mole.set_mask(args.mask)
     except (ValueError, FileNotFoundError) as error:
         return _error("eval", error)
-    from papercraft.mole.tasks import exact_match
+    from papercraft.mole.synthetic import exact_match
 
     seq_len = mole.config.seq_len or args.seq_len
     groups: dict[str, list[tuple[str, str]]] = {}

@@ -280,6 +280,56 @@ class MoleModel(nn.Module):
         """Mean gate weights ``(N,)`` of every unit over the last forward's samples (detached)."""
         return {key: g.detach().mean(0).cpu() for key, g in self._pass_gates.items()}
 
+    def last_gates(self) -> dict[str, Tensor]:
+        """Per-sample gate weights ``(B, N)`` of every unit in the last forward (detached)."""
+        return {key: g.detach().cpu() for key, g in self._pass_gates.items()}
+
+    def plot_gate_weights(
+        self, path: str | os.PathLike[str], weights: Mapping[str, Tensor] | None = None
+    ) -> Path:
+        """Draw the per-unit gate weights as a units × LoRAs heatmap (PNG, needs matplotlib).
+
+        Args:
+            path (str | os.PathLike[str]): the image file to write.
+            weights (Mapping[str, Tensor] | None): unit → ``(N,)`` weights; None uses
+                :meth:`gate_weights` of the last forward. Default: None.
+
+        Returns:
+            Path: the written file.
+
+        Raises:
+            ValueError: if there are no weights (no forward yet).
+            ImportError: if matplotlib is missing (``pip install "papercraft-mole[plot]"``).
+        """
+        data = dict(weights) if weights is not None else self.gate_weights()
+        if not data:
+            raise ValueError("no gate weights: run a forward pass first or pass weights")
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                'plot_gate_weights needs matplotlib: pip install "papercraft-mole[plot]"'
+            ) from exc
+        units = list(data)
+        matrix = torch.stack([data[u].float().cpu() for u in units]).numpy()
+        fig, ax = plt.subplots(figsize=(1.2 + 0.9 * matrix.shape[1], 0.8 + 0.35 * len(units)))
+        image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(matrix.shape[1]), self.config.adapter_names, rotation=30)
+        ax.set_yticks(range(len(units)), units, fontsize=7)
+        ax.set_title("MoLE gate weights")
+        fig.colorbar(image, ax=ax)
+        fig.tight_layout()
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        fig.savefig(tmp, dpi=120, format="png")
+        plt.close(fig)
+        os.replace(tmp, target)
+        return target
+
     def set_mask(self, adapters: Sequence[str] | None) -> None:
         """Keep only these LoRAs (inference mode 2): the others get weight 0 and the kept ones'
         weights are renormalised proportionally (a softmax over the kept logits).

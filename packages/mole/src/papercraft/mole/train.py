@@ -98,9 +98,14 @@ def train_gates(
         log_level="error" if quiet else "passive",
     )
     trainer = MoleTrainer(mole, args=args, train_dataset=dataset)
+    if quiet:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
     result = trainer.train()
     mole.eval()
-    first = next(iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size)))  # type: ignore[arg-type]
+    first = next(iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size)))
     with torch.no_grad():
         mole(**{k: v for k, v in first.items() if k in ("input_ids", "attention_mask")})
     weights = mole.gate_weights()
