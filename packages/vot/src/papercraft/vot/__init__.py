@@ -15,9 +15,12 @@ from papercraft.vot.navigation import (
     route_scores,
     simulate,
 )
+from papercraft.vot.tiling import TTLII, Tiling, solve_tilings, variations
 
 __all__ = [
+    "TTLII",
     "NavigationMap",
+    "Tiling",
     "__version__",
     "all_maps",
     "build_map",
@@ -25,4 +28,6 @@ __all__ = [
     "next_step_questions",
     "route_scores",
     "simulate",
+    "solve_tilings",
+    "variations",
 ]
