@@ -147,3 +147,19 @@ def test_machine_info_names_the_device_measured_on(monkeypatch: pytest.MonkeyPat
     assert on_cpu["device"] == "cpu"
     assert on_cpu["accelerators"] == ["Fake GPU 80GB"]
     assert bench_module.machine_info("cuda:0")["device"] == "Fake GPU 80GB"
+
+
+def test_time_interleaved_runs_round_robin() -> None:
+    from papercraft.core.bench import time_interleaved
+
+    calls: list[str] = []
+    timings = time_interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=2, repeats=3
+    )
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3  # warm-up per function, then rounds
+    assert set(timings) == {"a", "b"}
+    assert all(len(t.times) == 3 and t.min >= 0 for t in timings.values())
+    with pytest.raises(ValueError, match="repeats"):
+        time_interleaved({"a": lambda: None}, repeats=0)
+    with pytest.raises(ValueError, match="warmup"):
+        time_interleaved({"a": lambda: None}, warmup=-1)

@@ -38,6 +38,7 @@ __all__ = [
     "machine_info",
     "peak_memory",
     "time_callable",
+    "time_interleaved",
 ]
 
 
@@ -124,6 +125,61 @@ def time_callable(
         if max_seconds is not None and sum(times) >= max_seconds:
             break
     return Timing(times)
+
+
+def time_interleaved(
+    fns: Mapping[str, Callable[[], Any]],
+    *,
+    warmup: int = 1,
+    repeats: int = 5,
+    device: Any = None,
+) -> dict[str, Timing]:
+    """Time several functions with their repeats interleaved round-robin.
+
+    Every function gets ``warmup`` untimed calls first; then each round calls every function
+    once, so a machine that is busier at one moment slows all of them alike (the way to compare
+    implementations on a shared CPU). CUDA work is synchronised after every call.
+
+    Args:
+        fns (Mapping[str, Callable[[], Any]]): name → the work to time.
+        warmup (int): untimed calls per function. Default: 1.
+        repeats (int): timed rounds. Default: 5.
+        device (Any): a ``torch.device`` / string to synchronise; None synchronises the current
+            CUDA device when CUDA is in use. Default: None.
+
+    Returns:
+        dict[str, Timing]: per name, its timed calls.
+
+    Raises:
+        ValueError: if ``warmup < 0`` or ``repeats < 1``.
+    """
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+
+    def sync() -> None:
+        if device is None:
+            _cuda_synchronize()
+            return
+        import torch
+
+        dev = torch.device(device)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: Timing(values) for name, values in times.items()}
 
 
 def _current_rss_bytes() -> int:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import json
 import math
@@ -23,6 +24,8 @@ from typing import Any
 import torch
 
 __all__ = [
+    "NumericOption",
+    "add_lm_train_arguments",
     "close_process_group",
     "collate_blocks",
     "data_paths",
@@ -173,3 +176,73 @@ def run_train_command(train: Callable[..., Any], args: Any, *, command: str) -> 
         print(json.dumps(result.to_dict(), indent=2))
     close_process_group()
     return 0
+
+
+#: ``(flag, train() argument, type, default, help)`` of one numeric command-line option.
+NumericOption = tuple[str, str, type, Any, str]
+
+
+def add_lm_train_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    presets: Sequence[str],
+    numeric: Sequence[NumericOption],
+    deepspeed_help: str,
+    after_tokenizer: Callable[[argparse.ArgumentParser], None] | None = None,
+    after_deepspeed: Callable[[argparse.ArgumentParser], None] | None = None,
+    after_precision: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """The options every package's causal-LM ``train`` command shares; each ``dest`` names an
+    argument of the package's ``train()`` (see :func:`run_train_command`).
+
+    Adds ``--config`` (``model_config``), ``--data``, ``--output`` (``output_dir``),
+    ``--tokenizer``, ``--set`` (``config_overrides``), the ``numeric`` options, ``--deepspeed``,
+    ``--bf16`` / ``--fp16``, ``--resume``, ``--overwrite``, ``--report-to``, ``--cpu`` and the
+    hidden ``--local_rank`` the deepspeed launcher appends. The hooks add a package's own options
+    at their place in the help.
+
+    Args:
+        parser (argparse.ArgumentParser): the ``train`` sub-parser.
+        presets (Sequence[str]): the package's named configs (shown in ``--config``'s help).
+        numeric (Sequence[NumericOption]): ``(flag, dest, type, default, help)`` rows.
+        deepspeed_help (str): help of ``--deepspeed``.
+        after_tokenizer (Callable[[argparse.ArgumentParser], None] | None): adds options after
+            ``--tokenizer``. Default: None.
+        after_deepspeed (Callable[[argparse.ArgumentParser], None] | None): adds options after
+            ``--deepspeed``. Default: None.
+        after_precision (Callable[[argparse.ArgumentParser], None] | None): adds options after
+            ``--bf16`` / ``--fp16``. Default: None.
+    """
+    add = parser.add_argument
+    add(
+        "--config",
+        dest="model_config",
+        metavar="CONFIG",
+        required=True,
+        help=f"one of {tuple(presets)}, a JSON or a model dir",
+    )
+    add("--data", required=True, nargs="+", metavar="PATH", help=".txt/.md/.jsonl files, folders")
+    add("--output", dest="output_dir", required=True, metavar="DIR", help="output directory")
+    add("--tokenizer", metavar="DIR", help="local tokenizer directory (default: train a BPE)")
+    if after_tokenizer is not None:
+        after_tokenizer(parser)
+    add("--set", dest="config_overrides", action="append", metavar="KEY=JSON", help="config field")
+    for flag, dest, kind, default, text in numeric:
+        metavar = "N" if kind is int else "X"
+        add(
+            flag, dest=dest, type=kind, default=default, metavar=metavar, help=f"{text} ({default})"
+        )
+    add("--deepspeed", metavar="JSON", help=deepspeed_help)
+    if after_deepspeed is not None:
+        after_deepspeed(parser)
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
+    precision.add_argument("--fp16", action="store_true", help="float16 mixed precision")
+    if after_precision is not None:
+        after_precision(parser)
+    add("--resume", dest="resume_from_checkpoint", action="store_true", help="from --output")
+    add("--overwrite", dest="overwrite_output_dir", action="store_true", help="non-empty --output")
+    add("--report-to", metavar="NAME", default="none", help="Trainer loggers (none)")
+    add("--cpu", dest="use_cpu", action="store_const", const=True, help="train on the CPU")
+    # The deepspeed launcher appends --local_rank=N; the rank is read from the environment.
+    add("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)

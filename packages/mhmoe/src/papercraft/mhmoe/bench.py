@@ -31,7 +31,6 @@ import contextlib
 import functools
 import math
 import os
-import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -42,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from papercraft.core.bench import BenchReport, machine_info
+from papercraft.core.bench import BenchReport, machine_info, time_interleaved
 from papercraft.mhmoe._version import __version__
 from papercraft.mhmoe.bench_report import _find, _ratio, _rows, _targets, write_report
 from papercraft.mhmoe.dispatch import DISPATCHERS, dispatch_grouped, grouped_mm_supported
@@ -200,29 +199,6 @@ class BenchOptions:
 # ----------------------------------------------------------------------------------------------
 # Timing
 # ----------------------------------------------------------------------------------------------
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time_interleaved(
-    fns: dict[str, Callable[[], None]], *, warmup: int, repeats: int, device: torch.device
-) -> dict[str, list[float]]:
-    """Per-call seconds of every function, their repeats interleaved round-robin."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    _sync(device)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 @contextlib.contextmanager
 def _forced_grouped_impls() -> Iterator[None]:
     """Register ``grouped_bmm`` / ``grouped_mm`` dispatchers for the duration of the run.
@@ -446,13 +422,13 @@ def _time_point(
                 del calls[name]
                 first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 notes.append(f"{name} failed at E={point.experts}, h={point.heads}: {first_line}")
-        times = _time_interleaved(
+        times = time_interleaved(
             calls, warmup=options.warmup, repeats=options.repeats, device=device
         )
         key = "fwdbwd_s" if backward else "fwd_s"
-        for name, values in times.items():
-            results.setdefault(name, {})[key] = statistics.median(values)
-            results[name][key.replace("_s", "_min_s")] = min(values)
+        for name, timing in times.items():
+            results.setdefault(name, {})[key] = timing.median
+            results[name][key.replace("_s", "_min_s")] = timing.min
     floor_names = [n for n in results if n.startswith("floor_")]
     floor: dict[str, float | None] = {}
     for key in ("fwd_s", "fwdbwd_s", "fwd_min_s"):

@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -29,7 +27,7 @@ from typing import Any
 
 import torch
 
-from papercraft.core.bench import BenchReport, machine_info
+from papercraft.core.bench import BenchReport, machine_info, time_interleaved
 from papercraft.mole._version import __version__
 from papercraft.mole.baselines import cat_merge
 from papercraft.mole.config import MoleConfig
@@ -169,16 +167,8 @@ def _run(options: BenchOptions, threads: int, progress: bool) -> BenchReport:
             )
             mole = MoleModel.from_adapters(copy.deepcopy(base), config).eval()
             systems[f"mole ({granularity})"] = lambda m=mole: m(input_ids=ids)  # type: ignore[misc]
-        times: dict[str, list[float]] = {name: [] for name in systems}
         with torch.no_grad():
-            for fn in systems.values():
-                for _ in range(options.warmup):
-                    fn()
-            for _ in range(options.repeats):
-                for name, fn in systems.items():
-                    start = time.perf_counter()
-                    fn()
-                    times[name].append(time.perf_counter() - start)
+            timings = time_interleaved(systems, warmup=options.warmup, repeats=options.repeats)
     report = BenchReport(
         title=(
             f"MoLE inference latency: {options.num_adapters} LoRAs (r {options.rank}, q/v), "
@@ -187,12 +177,12 @@ def _run(options: BenchOptions, threads: int, progress: bool) -> BenchReport:
         ),
         machine=machine_info("cpu"),
     )
-    medians = {n: statistics.median(v) for n, v in times.items()}
-    for name, values in times.items():
+    medians = {n: t.median for n, t in timings.items()}
+    for name, timing in timings.items():
         report.add(
             system=name,
             median_ms=medians[name] * 1e3,
-            min_ms=min(values) * 1e3,
+            min_ms=timing.min * 1e3,
             vs_cat_adapter=medians[name] / medians["cat_adapter"],
             vs_merged_weights=medians[name] / medians["merged_weights"],
         )
@@ -205,7 +195,7 @@ def _run(options: BenchOptions, threads: int, progress: bool) -> BenchReport:
         report.notes.append(
             f"{verdict} MoLE ({granularity} gates) within 1.5× of the merged adapter at "
             f"{options.num_adapters} LoRAs: {ratio:.2f}× (min-based "
-            f"{min(times[f'mole ({granularity})']) / min(times['cat_adapter']):.2f}×)"
+            f"{timings[f'mole ({granularity})'].min / timings['cat_adapter'].min:.2f}×)"
         )
     report.notes.append(
         f"median of {options.repeats} interleaved repeats after {options.warmup} warm-up; "

@@ -37,6 +37,8 @@ from papercraft.core.data import PackedDataset, iter_documents, split_dataset
 from papercraft.core.io import atomic_write_json
 from papercraft.core.tokenization import train_byte_level_bpe
 from papercraft.core.training import (
+    NumericOption,
+    add_lm_train_arguments,
     collate_blocks,
     data_paths,
     finite,
@@ -607,7 +609,7 @@ def train(
 
 
 # (flag, train() argument, type, default, help) of the numeric options
-_NUMERIC_OPTIONS: tuple[tuple[str, str, type, Any, str], ...] = (
+_NUMERIC_OPTIONS: tuple[NumericOption, ...] = (
     ("--block-size", "block_size", int, 4096, "tokens per block"),
     ("--max-steps", "max_steps", int, None, "optimizer steps (None: --epochs)"),
     ("--epochs", "num_train_epochs", float, 1.0, "epochs when --max-steps is unset"),
@@ -626,37 +628,30 @@ _NUMERIC_OPTIONS: tuple[tuple[str, str, type, Any, str], ...] = (
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``papercraft yoco train``; each ``dest`` is a :func:`train` argument."""
-    add = parser.add_argument
-    add(
-        "--config",
-        dest="model_config",
-        metavar="CONFIG",
-        required=True,
-        help=f"one of {PRESETS}, a JSON or a model dir",
-    )
-    add("--data", required=True, nargs="+", metavar="PATH", help=".txt/.md/.jsonl files, folders")
-    add("--output", dest="output_dir", required=True, metavar="DIR", help="output directory")
-    add("--tokenizer", metavar="DIR", help="local tokenizer directory (default: train a BPE)")
-    add("--init-from", metavar="DIR", help="start from a saved model's weights")
-    add("--set", dest="config_overrides", action="append", metavar="KEY=JSON", help="config field")
-    for flag, dest, kind, default, text in _NUMERIC_OPTIONS:
-        metavar = "N" if kind is int else "X"
-        add(
-            flag, dest=dest, type=kind, default=default, metavar=metavar, help=f"{text} ({default})"
+
+    def init_from(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--init-from", metavar="DIR", help="start from a saved model's weights")
+
+    def fsdp(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--fsdp", metavar="OPTION", help='Trainer FSDP option, e.g. "full_shard auto_wrap"'
         )
-    add("--deepspeed", metavar="JSON", help="DeepSpeed config JSON; ds_zero2 = the shipped one")
-    add("--fsdp", metavar="OPTION", help='Trainer FSDP option, e.g. "full_shard auto_wrap"')
-    add("--fsdp-config", metavar="JSON", help="FSDP config JSON")
-    precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
-    precision.add_argument("--fp16", action="store_true", help="float16 mixed precision")
-    add("--gradient-checkpointing", action="store_true", help="recompute activations")
-    add("--resume", dest="resume_from_checkpoint", action="store_true", help="from --output")
-    add("--overwrite", dest="overwrite_output_dir", action="store_true", help="non-empty --output")
-    add("--report-to", metavar="NAME", default="none", help="Trainer loggers (none)")
-    add("--cpu", dest="use_cpu", action="store_const", const=True, help="train on the CPU")
-    # The deepspeed launcher appends --local_rank=N; the rank is read from the environment.
-    add("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
+        p.add_argument("--fsdp-config", metavar="JSON", help="FSDP config JSON")
+
+    def checkpointing(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--gradient-checkpointing", action="store_true", help="recompute activations"
+        )
+
+    add_lm_train_arguments(
+        parser,
+        presets=PRESETS,
+        numeric=_NUMERIC_OPTIONS,
+        deepspeed_help="DeepSpeed config JSON; ds_zero2 = the shipped one",
+        after_tokenizer=init_from,
+        after_deepspeed=fsdp,
+        after_precision=checkpointing,
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
