@@ -308,3 +308,18 @@ def test_from_pretrained_loads_local_files(
         HFLanguageModel.from_pretrained(tmp_path, dtype="float8")
     with pytest.raises(FileNotFoundError, match="local files only"):
         HFLanguageModel.from_pretrained(tmp_path / "missing")
+
+
+def test_load_language_model_from_a_saved_directory(
+    tiny: tuple[LlamaForCausalLM, PreTrainedTokenizerFast], lm: HFLanguageModel, tmp_path: Path
+) -> None:
+    from papercraft.core.llm import load_language_model
+
+    model, tokenizer = tiny
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = load_language_model(f"hf:{tmp_path}", device="cpu", show_progress=False)
+    assert isinstance(loaded, HFLanguageModel)
+    assert loaded.generate(PROMPTS[:2], max_new_tokens=4) == lm.generate(
+        PROMPTS[:2], max_new_tokens=4
+    )

@@ -25,6 +25,8 @@ from papercraft.core.llm import (
     Message,
     OpenAICompatibleModel,
     ResponseFormatError,
+    load_language_model,
+    parse_model_spec,
 )
 from papercraft.core.testing import sample_texts, tiny_causal_lm
 
@@ -283,3 +285,25 @@ def test_bad_arguments_fail_before_any_request(server: OpenAITestServer) -> None
         OpenAICompatibleModel(server.base_url, "m", endpoint="embeddings")  # type: ignore[arg-type]
     bare = server.base_url.removesuffix("/v1")
     assert OpenAICompatibleModel(bare, "m").base_url == server.base_url
+
+
+def test_load_language_model_spec_reaches_the_server(server: OpenAITestServer) -> None:
+    lm = load_language_model(
+        f"openai:{server.base_url}#tiny-llama", timeout=10.0, show_progress=False
+    )
+    assert isinstance(lm, OpenAICompatibleModel)
+    assert lm.model == "tiny-llama"
+    assert lm.generate(["Hi"], max_new_tokens=3) == _client(server).generate(
+        ["Hi"], max_new_tokens=3
+    )
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["", "hf:", "openai:http://x", "openai:#m", "gguf:model.bin", "no-colon", "openai:http://x#"],
+)
+def test_bad_model_specs_name_the_forms(spec: str) -> None:
+    with pytest.raises(ValueError, match="spec"):
+        parse_model_spec(spec)
+    assert parse_model_spec("hf:./m") == ("hf", "./m", None)
+    assert parse_model_spec("openai:http://h:1/v1#a#b") == ("openai", "http://h:1/v1#a", "b")

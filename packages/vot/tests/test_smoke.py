@@ -50,10 +50,17 @@ def test_installed_metadata_registers_the_entry_points() -> None:
     assert demos.get("vot") == "papercraft.vot.demo:run_demo"
 
 
-def test_demo_writes_its_report(tmp_path: Path) -> None:
+def test_demo_writes_its_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     demo.run_demo(tmp_path / "out")
-    report = json.loads((tmp_path / "out" / "vot.json").read_text(encoding="utf-8"))
+    report = json.loads((tmp_path / "out" / "vot_demo.json").read_text(encoding="utf-8"))
     assert report["version"] == __version__
+    assert "| route-planning | all | 496 | 496 |" in report["counts"]
+    assert "| next-step-prediction | all | 2520 | 2520 |" in report["counts"]
+    scores = {(r["task"], r["responder"]): r["metrics"] for r in report["scores"]}
+    assert scores[("visual-tiling", "oracle")]["overall_accuracy"] == 1.0
+    assert 0.45 < scores[("next-step-prediction", "perpendicular")]["accuracy"] < 0.55
+    assert (tmp_path / "out" / "vot_map_level4.png").is_file()
+    assert "Reference responders" in capsys.readouterr().out
 
 
 def test_demo_rejects_a_file_as_output_dir(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ generator's counts (paper Table 4): 8, 16, 32, 64, 128, 248 route-planning maps 
 A move means "go in this direction to the end of the continuous road" (:func:`simulate`).
 Route planning is scored by :func:`route_scores`: consecutive repeats merged, a move equal to the
 next gold move advances, the opposite of the last matched move steps back, anything else is
-ignored; completing rate ``t / k``, success ``t == k``; 100 or more parsed moves score 0.
+ignored; completing rate ``t / k``, success ``t == k``; 100 or more (merged) moves score 0.
 """
 
 from __future__ import annotations
@@ -244,8 +244,8 @@ def route_scores(parsed: Sequence[str], gold: Sequence[str]) -> tuple[float, boo
     """Completing rate and success of a parsed route against the gold route.
 
     Consecutive repeats are merged; a move equal to the next gold move advances, the opposite of
-    the last matched gold move steps back, anything else is ignored. 100 or more parsed moves
-    (before merging) score ``(0.0, False)``.
+    the last matched gold move steps back, anything else is ignored. 100 or more moves (after
+    merging, the official ``total_cost``) score ``(0.0, False)``.
 
     Args:
         parsed (Sequence[str]): the moves read from a response.
@@ -256,12 +256,12 @@ def route_scores(parsed: Sequence[str], gold: Sequence[str]) -> tuple[float, boo
     """
     if not gold:
         raise ValueError("gold must not be empty")
-    if len(parsed) >= MAX_PARSED_MOVES:
-        return 0.0, False
     merged: list[str] = []
     for move in parsed:
         if not merged or merged[-1] != move:
             merged.append(move)
+    if len(merged) >= MAX_PARSED_MOVES:  # the official cost threshold counts merged moves
+        return 0.0, False
     matched = 0
     for move in merged:
         if matched < len(gold) and move == gold[matched]:

@@ -6,6 +6,8 @@
 - :class:`OpenAICompatibleModel` — any OpenAI-compatible HTTP server such as vLLM, llama.cpp's
   server or OpenAI (:mod:`papercraft.core.llm.openai_compat`; needs the ``openai`` extra,
   i.e. httpx).
+- :func:`load_language_model` — either backend from a spec string, ``hf:PATH`` or
+  ``openai:URL#MODEL`` (:mod:`papercraft.core.llm.spec`).
 
 The backends are imported lazily, so ``import papercraft.core.llm`` stays light: torch and
 transformers load on first use of ``HFLanguageModel``, httpx when an ``OpenAICompatibleModel`` is
@@ -27,12 +29,14 @@ from papercraft.core.llm.base import (
     Message,
     ResponseFormatError,
 )
+from papercraft.core.llm.spec import SPEC_FORMS, load_language_model, parse_model_spec
 
 if TYPE_CHECKING:
     from papercraft.core.llm.hf import HFLanguageModel
     from papercraft.core.llm.openai_compat import OpenAICompatibleModel
 
 __all__ = [
+    "SPEC_FORMS",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
@@ -44,6 +48,8 @@ __all__ = [
     "Message",
     "OpenAICompatibleModel",
     "ResponseFormatError",
+    "load_language_model",
+    "parse_model_spec",
 ]
 
 
