@@ -18,6 +18,7 @@ from papercraft.vot.dataset import (
     build_nl_navigation,
     build_route_planning,
     build_task,
+    build_visual_tiling,
     load_instances,
     save_instances,
 )
@@ -153,3 +154,14 @@ def test_nl_navigation_options_pass_through(tmp_path: Path) -> None:
     (first, *_) = load_benchmark(tmp_path / "nl", "nl-nav")
     assert first.meta["size"] == 4
     assert len(first.meta["objects"]) == 16
+
+
+def test_custom_tiling_boards_are_parameters() -> None:
+    small = build_visual_tiling([1, 2], images=False, height=4, width=4, pieces={"L": 2, "I": 2})
+    assert small
+    assert {i.difficulty for i in small} <= {1, 2}
+    assert all("Target rectangle with " in i.desc for i in small)
+    with pytest.raises(ValueError, match="cannot tile"):
+        build_visual_tiling([2], images=False, height=2, width=2, pieces={"Z": 1})
+    with pytest.raises(ValueError, match="at most 6"):
+        build_visual_tiling([2], images=False, height=4, width=8, pieces={"O": 8})

@@ -15,6 +15,7 @@ from papercraft.vot.navigation import (
     next_step_questions,
     route_scores,
     simulate,
+    solve_route,
 )
 
 # paper Table 4 (re-derived from the official generator)
@@ -67,6 +68,7 @@ def test_every_map_is_consistent_and_solved_by_its_route(
                 assert new != pos
                 pos = new
             assert pos == nav.destination
+            assert solve_route(nav) == [nav.directions]  # the BFS solver: one shortest route
     assert min(sizes) == (3, 3)
     assert max(h * w for h, w in sizes) == 63
     assert {(7, 9), (9, 7)} & sizes

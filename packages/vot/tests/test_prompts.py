@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from functools import lru_cache
 from string import Template
 
 import pytest
@@ -68,6 +69,7 @@ def test_official_quirks_are_kept() -> None:
     )
 
 
+@lru_cache(maxsize=1)
 def _instances() -> list:  # type: ignore[type-arg]
     def encode(rows: object) -> str:
         return hashlib.sha256(repr(rows).encode()).hexdigest()

@@ -16,7 +16,7 @@ grid); both are optional on import, so the official released files load as they 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,14 @@ from papercraft.core.io import StrPath
 from papercraft.vot.navigation import NavigationMap, all_maps, simulate
 from papercraft.vot.nlnav import generate_nl_navigation
 from papercraft.vot.prompts import TASKS, fill_template, resolve_task
-from papercraft.vot.tiling import TilingQuestion, tiling_configurations, tiling_questions
+from papercraft.vot.tiling import (
+    EMOJIS,
+    TTLII,
+    TilingQuestion,
+    solve_tilings,
+    tiling_configurations,
+    tiling_questions,
+)
 
 __all__ = [
     "FIELDS",
@@ -272,19 +279,38 @@ def _tiling_multimodal(question: TilingQuestion, encode: ImageEncoder) -> list[d
 
 
 def build_visual_tiling(
-    levels: Iterable[int] = (2, 3), *, seed: int = 42, images: bool | ImageEncoder = True
+    levels: Iterable[int] = (2, 3),
+    *,
+    seed: int = 42,
+    images: bool | ImageEncoder = True,
+    height: int = 5,
+    width: int = 4,
+    pieces: Mapping[str, int] | None = None,
 ) -> list[Instance]:
-    """Every visual-tiling question of the TTLII board (skip rule applied).
+    """Every visual-tiling question of a board (skip rule applied); TTLII on 5 × 4 by default.
 
     Args:
         levels (Iterable[int]): how many pieces are blanked. Default: (2, 3).
         seed (int): seeds the drawn answer and distractors per configuration. Default: 42.
         images (bool | Callable): as in :func:`build_route_planning`. Default: True.
+        height (int): board rows. Default: 5.
+        width (int): board columns. Default: 4.
+        pieces (Mapping[str, int] | None): piece type → count (at most 6 pieces, one colour
+            each); None is TTLII. Default: None.
+
+    Raises:
+        ValueError: on a board the pieces cannot tile, or more than 6 pieces.
     """
     encode = _encoder(images)
+    counts = dict(TTLII if pieces is None else pieces)
+    if sum(counts.values()) > len(EMOJIS):
+        raise ValueError(f"pieces: at most {len(EMOJIS)} pieces (one colour each) are supported")
+    tilings = solve_tilings(height, width, counts)
+    if not tilings:
+        raise ValueError(f"pieces {counts} cannot tile a {height} × {width} board")
     out = []
     for level in _check_levels(levels, 1):
-        for question in tiling_questions(tiling_configurations(level), seed=seed):
+        for question in tiling_questions(tiling_configurations(level, tilings), seed=seed):
             conf = question.configuration
             desc = fill_template("visual-tiling", "desc-text", question.fields()).strip()
             mm = _tiling_multimodal(question, encode) if encode is not None else None

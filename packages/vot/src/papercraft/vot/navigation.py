@@ -33,6 +33,7 @@ __all__ = [
     "next_step_questions",
     "route_scores",
     "simulate",
+    "solve_route",
 ]
 
 START = "🏠"
@@ -233,6 +234,37 @@ def simulate(nav: NavigationMap, position: tuple[int, int], direction: str) -> t
             break
         y, x = y + vec[0], x + vec[1]
     return (y, x)
+
+
+def solve_route(nav: NavigationMap) -> list[tuple[str, ...]]:
+    """Every shortest route from start to destination, by breadth-first search over moves.
+
+    An exact solver independent of the generator: states are positions, edges are the moves of
+    :func:`simulate`. A well-formed map has exactly one shortest route, its ``directions``.
+
+    Args:
+        nav (NavigationMap): the map.
+
+    Returns:
+        list[tuple[str, ...]]: the shortest direction sequences (empty if unreachable).
+    """
+    frontier: list[tuple[tuple[int, int], tuple[str, ...]]] = [(nav.start, ())]
+    seen = {nav.start}
+    while frontier:
+        found = [route for pos, route in frontier if pos == nav.destination]
+        if found:
+            return sorted(found)
+        following: list[tuple[tuple[int, int], tuple[str, ...]]] = []
+        reached: set[tuple[int, int]] = set()
+        for pos, route in frontier:
+            for direction in DIRECTIONS:
+                nxt = simulate(nav, pos, direction)
+                if nxt != pos and nxt not in seen:
+                    following.append((nxt, (*route, direction)))
+                    reached.add(nxt)
+        seen |= reached
+        frontier = following
+    return []
 
 
 def next_step_questions(nav: NavigationMap) -> list[tuple[tuple[str, ...], str]]:
