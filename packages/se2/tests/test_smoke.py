@@ -1,0 +1,56 @@
+"""Smoke tests: the package imports, carries its version and plugs into the papercraft command."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+import papercraft.se2
+from papercraft.se2 import cli, demo
+from papercraft.se2._version import __version__
+
+
+def test_version_is_exported_and_well_formed() -> None:
+    assert papercraft.se2.__version__ == __version__
+    assert re.fullmatch(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.dev\d+)?", __version__)
+
+
+def test_cli_registers_the_info_action(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="papercraft")
+    cli.command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["se2", "info"])
+    assert args.func(args) == 0
+    assert f"papercraft-se2 {__version__}" in capsys.readouterr().out
+
+
+def test_entry_point_values_resolve() -> None:
+    targets = {
+        "papercraft.commands": ("papercraft.se2.cli:command", cli.command),
+        "papercraft.demos": ("papercraft.se2.demo:run_demo", demo.run_demo),
+    }
+    for group, (value, expected) in targets.items():
+        entry_point = metadata.EntryPoint(name="se2", value=value, group=group)
+        assert entry_point.load() is expected
+
+
+def test_installed_metadata_registers_the_entry_points() -> None:
+    try:
+        installed = metadata.distribution("papercraft-se2")
+    except metadata.PackageNotFoundError:
+        pytest.skip("papercraft-se2 is not installed; running from a source tree")
+    assert installed.version == __version__
+    commands = {ep.name: ep.value for ep in metadata.entry_points(group="papercraft.commands")}
+    demos = {ep.name: ep.value for ep in metadata.entry_points(group="papercraft.demos")}
+    assert commands.get("se2") == "papercraft.se2.cli:command"
+    assert demos.get("se2") == "papercraft.se2.demo:run_demo"
+
+
+def test_demo_rejects_a_file_as_output_dir(tmp_path: Path) -> None:
+    target = tmp_path / "file.txt"
+    target.write_text("x", encoding="utf-8")
+    with pytest.raises(ValueError, match="output_dir"):
+        demo.run_demo(target)
