@@ -196,3 +196,57 @@ def test_real_speech_loss_falls(tmp_path: Path) -> None:
         after = float(model(**collate(rows)).loss)
     assert after < 0.6 * before
     assert (tmp_path / "stage-1" / "model.safetensors").is_file()
+
+
+def test_openai_whisper_checkpoint_conversion(tmp_path: Path) -> None:
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from papercraft.wavllm.loading import (
+        hf_to_openai_encoder_state,
+        openai_to_hf_encoder_state,
+        whisper_encoder_from_openai,
+    )
+
+    config = WavLLMConfig.tiny().whisper_config
+    torch.manual_seed(1)
+    reference = WhisperEncoder(config).eval()
+    state = hf_to_openai_encoder_state(reference.state_dict())
+    assert "encoder.blocks.0.attn.query.weight" in state
+    assert "encoder.ln_post.weight" in state
+    assert openai_to_hf_encoder_state(state).keys() == reference.state_dict().keys()
+    dims = {"n_mels": config.num_mel_bins, "n_audio_ctx": config.max_source_positions,
+            "n_audio_state": config.d_model, "n_audio_head": config.encoder_attention_heads,
+            "n_audio_layer": config.encoder_layers}  # fmt: skip
+    torch.save({"dims": dims, "model_state_dict": state}, tmp_path / "tiny.pt")
+    converted = whisper_encoder_from_openai(tmp_path / "tiny.pt")
+    mel = torch.randn(1, config.num_mel_bins, 2 * config.max_source_positions)
+    with torch.no_grad():
+        assert torch.allclose(
+            converted(mel).last_hidden_state, reference(mel).last_hidden_state, atol=1e-5
+        )
+    torch.save({"weights": state}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an openai-whisper checkpoint"):
+        whisper_encoder_from_openai(tmp_path / "other.pt")
+
+
+def test_build_from_pretrained_parts_on_disk(tmp_path: Path) -> None:
+    from transformers import LlamaForCausalLM, WavLMModel, WhisperModel
+
+    from papercraft.wavllm.loading import build_from_pretrained
+
+    tiny = WavLLMConfig.tiny()
+    torch.manual_seed(2)
+    whisper = WhisperModel(tiny.whisper_config)
+    whisper.save_pretrained(tmp_path / "whisper")
+    WavLMModel(tiny.wavlm_config).save_pretrained(tmp_path / "wavlm")
+    llm = LlamaForCausalLM(tiny.text_config)
+    llm.save_pretrained(tmp_path / "llm")
+    model = build_from_pretrained(whisper=tmp_path / "whisper", wavlm=tmp_path / "wavlm",
+                                  language_model=tmp_path / "llm", audio_token_id=3, lora_r=4,
+                                  lora_alpha=4, adapter_dim=48, adapter_bottleneck=24,
+                                  wavlm_subsample_mid=32, prompt_adapter_dim=32)  # fmt: skip
+    assert torch.equal(model.whisper.conv1.weight, whisper.encoder.conv1.weight)
+    base = model.language_model.get_base_model()
+    assert torch.equal(base.model.embed_tokens.weight, llm.model.embed_tokens.weight)
+    assert model.config.lora_r == 4
+    assert model.stage == 1

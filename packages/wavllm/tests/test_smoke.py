@@ -50,10 +50,17 @@ def test_installed_metadata_registers_the_entry_points() -> None:
     assert demos.get("wavllm") == "papercraft.wavllm.demo:run_demo"
 
 
-def test_demo_writes_its_report(tmp_path: Path) -> None:
-    demo.run_demo(tmp_path / "out")
-    report = json.loads((tmp_path / "out" / "wavllm.json").read_text(encoding="utf-8"))
-    assert report["version"] == __version__
+def test_demo_runs_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from papercraft.wavllm.speech import espeak_available
+
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed")
+    report = demo.run_demo(tmp_path / "out", train_clips=9, test_clips=6, epochs=2.0)
+    saved = json.loads((tmp_path / "out" / "wavllm_demo.json").read_text(encoding="utf-8"))
+    assert saved["version"] == __version__ == report["version"]
+    assert saved["same_single_and_batched"] == 1.0  # batch-invariant inference
+    assert 0.0 <= saved["exact_match_single"] <= 1.0
+    assert "one padded batch" in capsys.readouterr().out
 
 
 def test_demo_rejects_a_file_as_output_dir(tmp_path: Path) -> None:

@@ -133,7 +133,8 @@ class StageConfig:
         rows (Sequence[ManifestRow]): its training data.
         epochs (float): passes over ``rows``. learning_rate (float): peak rate.
         batch_size (int): clips per step. train_language_model (bool): also train the LLM's own
-            weights (for tiny models trained from scratch; never in the paper).
+            weights; train_encoders (bool): also train Whisper and WavLM (both only for tiny
+            models trained from scratch; never in the paper).
         training_args (dict): more ``TrainingArguments`` fields (e.g. ``deepspeed``).
     """
 
@@ -143,6 +144,7 @@ class StageConfig:
     learning_rate: float = 1e-4
     batch_size: int = 4
     train_language_model: bool = False
+    train_encoders: bool = False
     training_args: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -171,6 +173,9 @@ def train_curriculum(
             for name, param in model.language_model.named_parameters():
                 if "lora_" not in name:
                     param.requires_grad_(True)
+        if config.train_encoders:
+            model.whisper.requires_grad_(True)
+            model.wavlm.requires_grad_(True)
         args = TrainingArguments(
             output_dir=str(out / f".stage-{config.stage}.trainer"),
             num_train_epochs=config.epochs,
