@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,10 @@ def _train(args: argparse.Namespace) -> int:
 
     try:
         model, processor = _load(args)
-        extra: dict[str, Any] = {"deepspeed": args.deepspeed} if args.deepspeed else {}
+        extra: dict[str, Any] = {}
+        if args.deepspeed:
+            shipped = resources.files("papercraft.wavllm") / "configs" / f"{args.deepspeed}.json"
+            extra["deepspeed"] = str(shipped) if shipped.is_file() else args.deepspeed
         stages = [StageConfig(1, read_manifest(args.stage1), epochs=args.epochs, learning_rate=args.lr,
                               batch_size=args.batch_size, train_language_model=args.tiny,
                               training_args=extra)]  # fmt: skip

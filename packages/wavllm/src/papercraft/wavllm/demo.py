@@ -58,8 +58,8 @@ def transcribe(
     return out
 
 
-def run_demo(output_dir: Path, *, train_clips: int = 120, test_clips: int = 40, epochs: float = 40.0,
-             learning_rate: float = 1e-2, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def run_demo(output_dir: Path, *, train_clips: int = 300, test_clips: int = 40, epochs: float = 30.0,
+             learning_rate: float = 3e-3, digits: int = 1, seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """Train, evaluate, print and write ``wavllm_demo.{json,md}`` under ``output_dir``.
 
     Raises:
@@ -77,8 +77,8 @@ def run_demo(output_dir: Path, *, train_clips: int = 120, test_clips: int = 40, 
         raise ValueError(f"output_dir must be a directory, got the file {output_dir}")
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    train = digit_rows(train_clips, seed=seed)
-    test = digit_rows(test_clips, seed=seed + 1000)
+    train = digit_rows(train_clips, digits=digits, seed=seed)
+    test = digit_rows(test_clips, digits=digits, seed=seed + 1000)
     tok = char_tokenizer()
     config = WavLLMConfig.tiny(
         vocab_size=len(tok), audio_token_id=tok.convert_tokens_to_ids(AUDIO_TOKEN)
@@ -97,6 +97,7 @@ def run_demo(output_dir: Path, *, train_clips: int = 120, test_clips: int = 40, 
         "package": "papercraft-wavllm",
         "version": __version__,
         "train_clips": train_clips,
+        "digits_per_clip": digits,
         "test_clips": test_clips,
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
@@ -116,7 +117,7 @@ def run_demo(output_dir: Path, *, train_clips: int = 120, test_clips: int = 40, 
         f"| one clip at a time | {100 * report['exact_match_single']:.1f}% |",
         f"| one padded batch | {100 * report['exact_match_batched']:.1f}% |",
     ]
-    print(f"WavLLM (tiny, from scratch) on espeak-ng digits: {train_clips} training clips, "
+    print(f"WavLLM (tiny, from scratch) on espeak-ng digits ({digits} per clip): {train_clips} training clips, "
           f"{test_clips} held-out, 3 voices; loss {report['first_loss']:.2f} → {report['last_loss']:.2f}")  # fmt: skip
     print("\n".join(lines))
     print(
