@@ -18,13 +18,13 @@ Everything goes through the core's :class:`~papercraft.core.llm.LanguageModel`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from papercraft.core.llm import LanguageModel
 from papercraft.se2.metrics import example_score
+from papercraft.se2.tasks import DEMO_SEPARATOR, collapse_spaces
 
 __all__ = [
     "JOIN",
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: what separates demonstrations (and the last one from the question).
-JOIN = " \n "
+JOIN = DEMO_SEPARATOR
 
 
 class ExampleLike(Protocol):
@@ -56,9 +56,8 @@ class ExampleLike(Protocol):
     def label(self) -> int | None: ...
 
 
-def remove_double_space(text: str) -> str:
-    """Collapse runs of spaces into one (the official ``remove_double_space``)."""
-    return re.sub("[ ]{2,}", " ", text)
+#: collapse runs of spaces into one (the official ``remove_double_space``).
+remove_double_space = collapse_spaces
 
 
 def demonstration(example: ExampleLike) -> str:

@@ -89,7 +89,9 @@ def run_demo(output_dir: Path, *, train_clips: int = 300, test_clips: int = 40, 
     stage = StageConfig(1, train, epochs=epochs, learning_rate=learning_rate, batch_size=8,
                         train_language_model=True, train_encoders=True)  # fmt: skip
     history = train_curriculum(model, processor, [stage], output_dir / "wavllm_model", seed=seed)
-    losses = [h["loss"] for h in history[0] if "loss" in h]
+    losses = [h["loss"] for h in history[0] if "loss" in h] or [
+        h["train_loss"] for h in history[0] if "train_loss" in h
+    ]
     single = transcribe(model, processor, test, batched=False)
     batch = transcribe(model, processor, test, batched=True)
     gold = [r.target for r in test]

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from papercraft.core.data import read_jsonl
 from papercraft.core.io import StrPath
 from papercraft.wavllm.processing import WavLLMProcessor, resample
 
@@ -88,14 +88,10 @@ def read_manifest(path: StrPath) -> list[ManifestRow]:
                     )
                 )
     else:
-        for n, raw in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                item = json.loads(raw)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"manifest {file}:{n}: not JSON ({error.msg})") from None
-            if not all(isinstance(item.get(k), str) for k in ("audio", "prompt", "target")):
+        for n, item in enumerate(read_jsonl(file, torn_tail="error"), start=1):
+            if not isinstance(item, dict) or not all(
+                isinstance(item.get(k), str) for k in ("audio", "prompt", "target")
+            ):
                 raise ValueError(f"manifest {file}:{n}: needs str 'audio', 'prompt' and 'target'")
             rows.append(ManifestRow(str(item.get("id", n)), str(file.parent / item["audio"]),
                                     item["prompt"], item["target"]))  # fmt: skip
