@@ -157,3 +157,31 @@ def test_console_script_runs_in_a_subprocess() -> None:
         timeout=120,
     )
     assert proc.stdout.strip() == f"papercraft-core {__version__}"
+
+
+def test_add_package_command_gives_help_info_and_an_action_group(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from papercraft.core.cli import add_package_command, command_error
+
+    parser = argparse.ArgumentParser(prog="papercraft")
+    actions = add_package_command(parser.add_subparsers(dest="command"), "demo-pkg",
+                                  dist="papercraft-demo-pkg", version="9.9.9", summary="One line.",
+                                  paper="A paper (arXiv 0000.00000)")  # fmt: skip
+    actions.add_parser("go").set_defaults(func=lambda args: 7)
+    args = parser.parse_args(["demo-pkg", "info"])
+    assert args.func(args) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "papercraft-demo-pkg 9.9.9",
+        "One line.",
+        "paper: A paper (arXiv 0000.00000)",
+    ]
+    bare = parser.parse_args(["demo-pkg"])
+    assert bare.func(bare) == 0
+    assert "ACTION" in capsys.readouterr().out
+    go = parser.parse_args(["demo-pkg", "go"])
+    assert go.func(go) == 7
+    assert command_error("demo-pkg go", ValueError("bad --x")) == 2
+    assert capsys.readouterr().err == "papercraft demo-pkg go: error: bad --x\n"

@@ -21,7 +21,16 @@ from typing import Any, Protocol
 
 from papercraft.core._version import __version__
 
-__all__ = ["COMMANDS_GROUP", "DEMOS_GROUP", "Command", "build_parser", "main", "parse_int_list"]
+__all__ = [
+    "COMMANDS_GROUP",
+    "DEMOS_GROUP",
+    "Command",
+    "add_package_command",
+    "build_parser",
+    "command_error",
+    "main",
+    "parse_int_list",
+]
 
 COMMANDS_GROUP = "papercraft.commands"
 DEMOS_GROUP = "papercraft.demos"
@@ -32,6 +41,57 @@ class Command(Protocol):
 
     def register(self, subparsers: argparse._SubParsersAction) -> None:  # pragma: no cover
         """Add a sub-parser (``subparsers.add_parser(name)``) and ``set_defaults(func=...)``."""
+
+
+def add_package_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    *,
+    dist: str,
+    version: str,
+    summary: str,
+    paper: str,
+) -> argparse._SubParsersAction:
+    """Add ``papercraft NAME`` (help when no action is given) with its ``info`` action.
+
+    Method packages call this from their ``Command.register`` and add their own actions to the
+    returned group.
+
+    Args:
+        subparsers (argparse._SubParsersAction): the core parser's sub-command group.
+        name (str): the sub-command, e.g. ``"vot"``.
+        dist (str): the distribution name printed by ``info``.
+        version (str): its version.
+        summary (str): one line for the help and ``info``.
+        paper (str): the paper reference printed by ``info``.
+
+    Returns:
+        argparse._SubParsersAction: the package's action group.
+    """
+    parser = subparsers.add_parser(name, help=summary, description=summary)
+
+    def show_help(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+
+    def info(args: argparse.Namespace) -> int:
+        print(f"{dist} {version}")
+        print(summary)
+        print(f"paper: {paper}")
+        return 0
+
+    parser.set_defaults(func=show_help)
+    actions = parser.add_subparsers(dest=f"{name}_action", metavar="ACTION")
+    actions.add_parser("info", help="print the package, its version and its paper").set_defaults(
+        func=info
+    )
+    return actions
+
+
+def command_error(command: str, error: BaseException) -> int:
+    """Print ``papercraft COMMAND: error: ...`` to stderr and return the bad-input status 2."""
+    print(f"papercraft {command}: error: {error}", file=sys.stderr)
+    return 2
 
 
 def _entry_points(group: str) -> list[metadata.EntryPoint]:

@@ -21,10 +21,10 @@ file or a ``datasets.save_to_disk`` directory. Models are ``hf:PATH`` or ``opena
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
+from papercraft.core.cli import add_package_command, command_error
 from papercraft.se2._version import __version__
 
 __all__ = ["Command", "command"]
@@ -37,17 +37,8 @@ _PAPER = (
 )
 
 
-def _info(args: argparse.Namespace) -> int:
-    """Print the distribution name, version and paper, like ``--version`` does."""
-    print(f"{_DIST} {__version__}")
-    print(_SUMMARY)
-    print(f"paper: {_PAPER}")
-    return 0
-
-
 def _error(action: str, error: Exception) -> int:
-    print(f"papercraft se2 {action}: error: {error}", file=sys.stderr)
-    return 2
+    return command_error(f"se2 {action}", error)
 
 
 def _pool(args: argparse.Namespace) -> tuple[Any, list[Any]]:
@@ -206,16 +197,8 @@ class Command:
         Args:
             subparsers (argparse._SubParsersAction): the core parser's sub-command group.
         """
-        parser = subparsers.add_parser(self.name, help=_SUMMARY, description=_SUMMARY)
-
-        def show_help(args: argparse.Namespace) -> int:
-            parser.print_help()
-            return 0
-
-        parser.set_defaults(func=show_help)
-        actions = parser.add_subparsers(dest="se2_action", metavar="ACTION")
-        info = actions.add_parser("info", help="print the package, its version and its paper")
-        info.set_defaults(func=_info)
+        actions = add_package_command(subparsers, self.name, dist=_DIST, version=__version__,
+                                      summary=_SUMMARY, paper=_PAPER)  # fmt: skip
 
         score = actions.add_parser("score", help="LLM feedback on candidate sequences (resumable)")
         _data_args(score)

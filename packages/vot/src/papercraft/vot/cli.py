@@ -14,10 +14,10 @@ point and calls ``command.register(subparsers)``. Each action stores its handler
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
+from papercraft.core.cli import add_package_command, command_error
 from papercraft.vot._version import __version__
 
 __all__ = ["Command", "command", "load_model"]
@@ -31,17 +31,8 @@ _PAPER = (
 _RESPONDERS = ("oracle", "random", "perpendicular")
 
 
-def _info(args: argparse.Namespace) -> int:
-    """Print the distribution name, version and paper, like ``--version`` does."""
-    print(f"{_DIST} {__version__}")
-    print(_SUMMARY)
-    print(f"paper: {_PAPER}")
-    return 0
-
-
 def _error(action: str, error: Exception) -> int:
-    print(f"papercraft vot {action}: error: {error}", file=sys.stderr)
-    return 2
+    return command_error(f"vot {action}", error)
 
 
 def load_model(
@@ -155,16 +146,8 @@ class Command:
         """
         from papercraft.vot.prompts import SETTINGS, TASKS
 
-        parser = subparsers.add_parser(self.name, help=_SUMMARY, description=_SUMMARY)
-
-        def show_help(args: argparse.Namespace) -> int:
-            parser.print_help()
-            return 0
-
-        parser.set_defaults(func=show_help)
-        actions = parser.add_subparsers(dest="vot_action", metavar="ACTION")
-        info = actions.add_parser("info", help="print the package, its version and its paper")
-        info.set_defaults(func=_info)
+        actions = add_package_command(subparsers, self.name, dist=_DIST, version=__version__,
+                                      summary=_SUMMARY, paper=_PAPER)  # fmt: skip
 
         gen = actions.add_parser("generate", help="write the whole benchmark (JSONL + PNG)")
         gen.add_argument("--out", required=True, help="directory to create")

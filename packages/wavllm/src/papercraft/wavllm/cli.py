@@ -12,11 +12,11 @@ point and calls ``command.register(subparsers)``. Each action stores its handler
 from __future__ import annotations
 
 import argparse
-import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from papercraft.core.cli import add_package_command, command_error
 from papercraft.wavllm._version import __version__
 
 __all__ = ["Command", "command"]
@@ -26,17 +26,8 @@ _SUMMARY = "WavLLM: dual-encoder speech LLM with a prompt-aware LoRA weight adap
 _PAPER = "WavLLM: Towards Robust and Adaptive Speech Large Language Model (arXiv 2404.00656)"
 
 
-def _info(args: argparse.Namespace) -> int:
-    """Print the distribution name, version and paper, like ``--version`` does."""
-    print(f"{_DIST} {__version__}")
-    print(_SUMMARY)
-    print(f"paper: {_PAPER}")
-    return 0
-
-
 def _error(action: str, error: Exception) -> int:
-    print(f"papercraft wavllm {action}: error: {error}", file=sys.stderr)
-    return 2
+    return command_error(f"wavllm {action}", error)
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -136,16 +127,8 @@ class Command:
         Args:
             subparsers (argparse._SubParsersAction): the core parser's sub-command group.
         """
-        parser = subparsers.add_parser(self.name, help=_SUMMARY, description=_SUMMARY)
-
-        def show_help(args: argparse.Namespace) -> int:
-            parser.print_help()
-            return 0
-
-        parser.set_defaults(func=show_help)
-        actions = parser.add_subparsers(dest="wavllm_action", metavar="ACTION")
-        info = actions.add_parser("info", help="print the package, its version and its paper")
-        info.set_defaults(func=_info)
+        actions = add_package_command(subparsers, self.name, dist=_DIST, version=__version__,
+                                      summary=_SUMMARY, paper=_PAPER)  # fmt: skip
 
         train = actions.add_parser("train", help="the two-stage curriculum on TSV/JSONL manifests")
         train.add_argument(
