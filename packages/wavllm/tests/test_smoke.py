@@ -60,7 +60,32 @@ def test_demo_runs_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert saved["version"] == __version__ == report["version"]
     assert saved["same_single_and_batched"] == 1.0  # batch-invariant inference
     assert 0.0 <= saved["exact_match_single"] <= 1.0
-    assert "one padded batch" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "one padded batch" in out
+    assert "digits per clip" in out
+    assert set(saved["clips_by_length"]) <= {"1", "2", "3"}
+    assert sum(saved["clips_by_length"].values()) == 6
+
+
+def test_digit_rows_speak_sequences_in_the_requested_range() -> None:
+    from papercraft.wavllm.speech import espeak_available
+
+    if not espeak_available():
+        pytest.skip("espeak-ng is not installed")
+    rows = demo.digit_rows(6, min_digits=2, max_digits=3, seed=1)
+    assert {len(r.target) for r in rows} <= {2, 3}
+    assert all(r.target.isdigit() for r in rows)
+    assert rows[0].target == demo.digit_rows(1, min_digits=2, max_digits=3, seed=1)[0].target
+    # more spoken digits, longer audio (commas add pauses between them)
+    by_len = {len(r.target): r.audio.shape[0] for r in rows}
+    if {2, 3} <= set(by_len):
+        assert by_len[3] > by_len[2] * 0.9
+
+
+@pytest.mark.parametrize(("n", "lo", "hi"), [(0, 1, 1), (2, 0, 1), (2, 3, 2)])
+def test_digit_rows_rejects_bad_arguments(n: int, lo: int, hi: int) -> None:
+    with pytest.raises(ValueError, match=r"n must|min_digits"):
+        demo.digit_rows(n, min_digits=lo, max_digits=hi)
 
 
 def test_demo_rejects_a_file_as_output_dir(tmp_path: Path) -> None:
