@@ -394,16 +394,19 @@ def ddpo_train(pipe: Any, prompts: Sequence[str], reward_fn: RewardFn, config: D
             advantages = ((rewards - rewards.mean()) / (rewards.std(unbiased=False) + 1e-8)).clamp(
                 -config.adv_clip, config.adv_clip)  # fmt: skip
         losses = []
+        steps = len(pipe.scheduler.timesteps)
         for _ in range(config.inner_epochs):
+            # DDPO accumulates the per-timestep losses and steps once per batch (clip 1.0)
+            optimizer.zero_grad(set_to_none=True)
             for i, t in enumerate(pipe.scheduler.timesteps):
-                optimizer.zero_grad(set_to_none=True)
                 eps = _noise_prediction(pipe, trajectory[i], t, cond, uncond, config.guidance_scale)
                 _, log_prob = ddim_step_with_logprob(pipe.scheduler, eps, t, trajectory[i],
                                                      eta=config.eta, prev_sample=trajectory[i + 1])  # fmt: skip
                 loss = ppo_loss(log_prob, old_log_probs[i], advantages, config.clip_range)
-                loss.backward()
-                optimizer.step()
+                (loss / steps).backward()
                 losses.append(loss.item())
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
         history.append({"reward": rewards.mean().item(), "loss": sum(losses) / len(losses)})
     return history
 
