@@ -142,10 +142,10 @@ def test_lora_round_trip_and_argument_checks(tmp_path: Path) -> None:
     with torch.no_grad():
         for p in params:
             p.normal_()
-    save_unet_lora(pipe.unet, tmp_path / "lora.safetensors")
+    save_unet_lora(pipe.unet, tmp_path / "lora")
     other = tiny_stable_diffusion_pipeline(seed=0)
     add_unet_lora(other.unet, rank=2)
-    load_unet_lora(other.unet, tmp_path / "lora.safetensors")
+    load_unet_lora(other.unet, tmp_path / "lora")
     x, t, cond = torch.randn(1, 4, 8, 8), torch.tensor([10]), torch.randn(1, 5, 32)
     with torch.no_grad():
         assert torch.equal(pipe.unet(x, t, encoder_hidden_states=cond).sample,

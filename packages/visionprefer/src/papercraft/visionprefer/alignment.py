@@ -37,9 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from papercraft.core.io import StrPath, atomic_write_bytes
+from papercraft.core.io import StrPath, load_tensors, save_tensors
 
 __all__ = [
+    "LORA_FORMAT",
     "DDPOConfig",
     "DPOConfig",
     "ReFLConfig",
@@ -98,35 +99,37 @@ def add_unet_lora(
     return params
 
 
-def save_unet_lora(unet: nn.Module, path: StrPath) -> Path:
-    """Write the UNet's LoRA tensors as one safetensors file, atomically."""
-    from safetensors.torch import save
+LORA_FORMAT = "papercraft.visionprefer.unet-lora"
+LORA_FORMAT_VERSION = 1
 
-    tensors = {n: p.detach().cpu().contiguous() for n, p in unet.named_parameters() if "lora_" in n}
+
+def save_unet_lora(unet: nn.Module, directory: StrPath) -> Path:
+    """Write the UNet's LoRA tensors as a versioned checkpoint folder (core ``save_tensors``)."""
+    tensors = {n: p for n, p in unet.named_parameters() if "lora_" in n}
     if not tensors:
         raise ValueError("unet has no LoRA parameters (call add_unet_lora first)")
-    return atomic_write_bytes(path, save(tensors, metadata={"format": "papercraft.unet-lora"}))
+    save_tensors(directory, tensors, format=LORA_FORMAT, format_version=LORA_FORMAT_VERSION)
+    return Path(directory)
 
 
-def load_unet_lora(unet: nn.Module, path: StrPath) -> None:
+def load_unet_lora(unet: nn.Module, directory: StrPath) -> None:
     """Load :func:`save_unet_lora` tensors into a UNet that has the same LoRA adapter.
 
     Raises:
         ValueError: when names or shapes do not match.
+        CheckpointError / FormatVersionError: for another format or a newer version.
     """
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path))
+    tensors, _ = load_tensors(directory, format=LORA_FORMAT, max_format_version=LORA_FORMAT_VERSION)
     params = dict(unet.named_parameters())
     missing = sorted(set(tensors) - set(params))
     if missing or not tensors:
         raise ValueError(
-            f"{path}: LoRA tensors {missing[:3]} are not in this UNet (same rank/targets?)"
+            f"{directory}: LoRA tensors {missing[:3]} are not in this UNet (same rank/targets?)"
         )
     with torch.no_grad():
         for name, value in tensors.items():
             if params[name].shape != value.shape:
-                raise ValueError(f"{path}: {name} has shape {tuple(value.shape)}, "
+                raise ValueError(f"{directory}: {name} has shape {tuple(value.shape)}, "
                                  f"the UNet {tuple(params[name].shape)}")  # fmt: skip
             params[name].copy_(value)
 
@@ -197,6 +200,15 @@ def _lora_params(pipe: Any, rank: int) -> list[nn.Parameter]:
     return params or add_unet_lora(pipe.unet, rank=rank, alpha=float(rank))
 
 
+def _setup(
+    pipe: Any, config: _Common
+) -> tuple[list[nn.Parameter], torch.optim.Optimizer, random.Random, torch.Generator]:
+    """The LoRA parameters (added if missing), AdamW over them, and the seeded generators."""
+    params = _lora_params(pipe, config.lora_rank)
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
+    return params, optimizer, random.Random(config.seed), torch.Generator().manual_seed(config.seed)
+
+
 # -- ReFL ------------------------------------------------------------------------------------
 
 
@@ -236,10 +248,7 @@ def refl_train(pipe: Any, prompts: Sequence[str], reward_fn: RewardFn, config: R
         list[dict[str, float]]: per optimizer step, ``loss`` and ``reward`` (batch mean).
     """
     prompts = _check_prompts(prompts)
-    params = _lora_params(pipe, config.lora_rank)
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
-    rng = random.Random(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    _params, optimizer, rng, generator = _setup(pipe, config)
     uncond_all = encode_prompts(pipe, [""]).detach()
     history = []
     for _ in range(config.steps):
@@ -369,10 +378,7 @@ def ddpo_train(pipe: Any, prompts: Sequence[str], reward_fn: RewardFn, config: D
         list[dict[str, float]]: per sampling round, ``reward`` (mean) and ``loss``.
     """
     prompts = _check_prompts(prompts)
-    params = _lora_params(pipe, config.lora_rank)
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
-    rng = random.Random(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    params, optimizer, rng, generator = _setup(pipe, config)
     uncond_all = encode_prompts(pipe, [""]).detach()
     history = []
     for _ in range(config.steps):
@@ -460,7 +466,7 @@ class DPOConfig(_Common):
 def _encode_images(pipe: Any, images: Sequence[Any], height: int, width: int) -> torch.Tensor:
     import numpy as np
 
-    from papercraft.visionprefer.vpscore import load_image
+    from papercraft.visionprefer.records import load_image
 
     arrays = [np.asarray(load_image(im).resize((width, height)), dtype=np.float32) / 127.5 - 1
               for im in images]  # fmt: skip
@@ -518,10 +524,7 @@ def dpo_train(pipe: Any, pairs: Sequence[Any], config: DPOConfig) -> list[dict[s
     for i, pair in enumerate(pairs):
         if not all(hasattr(pair, a) for a in ("prompt", "chosen", "rejected")):
             raise ValueError(f"pairs[{i}] needs prompt, chosen and rejected")
-    params = _lora_params(pipe, config.lora_rank)
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
-    rng = random.Random(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    _params, optimizer, rng, generator = _setup(pipe, config)
     history = []
     for _ in range(config.steps):
         batch = [pairs[rng.randrange(len(pairs))] for _ in range(config.batch_size)]

@@ -158,11 +158,11 @@ def _finetune(args: argparse.Namespace) -> int:
             history = refl_train(pipe, prompts, fn, ReFLConfig(**common))
         else:
             history = ddpo_train(pipe, prompts, fn, DDPOConfig(**common))
-        save_unet_lora(pipe.unet, Path(args.out) / "unet_lora.safetensors")
+        save_unet_lora(pipe.unet, Path(args.out) / "unet_lora")
     except _ERRORS as error:
         return _error("finetune", error)
     print(f"{args.method}: reward {history[0]['reward']:+.3f} → {history[-1]['reward']:+.3f}; "
-          f"saved {args.out}/unet_lora.safetensors")  # fmt: skip
+          f"saved {args.out}/unet_lora")  # fmt: skip
     return 0
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from papercraft.core.data import JsonlAppender, iter_jsonl
 from papercraft.core.io import StrPath
-from papercraft.visionprefer.records import ASPECTS, AspectJudgment, PreferenceRecord
+from papercraft.visionprefer.records import ASPECTS, AspectJudgment, PreferenceRecord, load_image
 
 __all__ = [
     "DEFAULT_TEMPLATES",
@@ -83,18 +83,8 @@ def image_data_url(image: Any) -> str:
         FileNotFoundError: for a missing path.
         TypeError: for anything else.
     """
-    from PIL import Image
-
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"image: no file at {path}")
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"image must be a PIL image or a path, got {type(image).__name__}")
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    load_image(image).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "PreferenceRecord",
     "RecordError",
     "from_imagereward",
+    "load_image",
     "load_pairs",
     "load_records",
     "make_pairs",
@@ -442,3 +443,21 @@ def load_pairs(path: StrPath) -> list[PreferencePair]:
             raise RecordError(f"{where}: unknown aspect {pair.aspect!r}")
         pairs.append(pair)
     return pairs
+
+
+def load_image(image: Any) -> Any:
+    """A PIL RGB image from a PIL image or a path.
+
+    Raises:
+        FileNotFoundError: for a missing file. TypeError: for anything else.
+    """
+    from PIL import Image
+
+    if isinstance(image, (str, Path)):
+        if not Path(image).is_file():
+            raise FileNotFoundError(f"image: no file at {image}")
+        with Image.open(image) as opened:
+            return opened.convert("RGB")
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    raise TypeError(f"images must be PIL images or paths, got {type(image).__name__}")

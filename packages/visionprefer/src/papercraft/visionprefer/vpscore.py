@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from papercraft.core.io import StrPath, atomic_directory, read_manifest, write_manifest
+from papercraft.visionprefer.records import load_image
 
 __all__ = [
     "FORMAT",
@@ -41,7 +42,6 @@ __all__ = [
     "VPScore",
     "VPScoreConfig",
     "evaluate_preferences",
-    "load_image",
     "pairwise_loss",
     "train_vpscore",
 ]
@@ -118,24 +118,6 @@ def pairwise_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
             f"chosen {tuple(chosen.shape)} and rejected {tuple(rejected.shape)} differ"
         )
     return -F.logsigmoid(chosen - rejected).mean()
-
-
-def load_image(image: Any) -> Any:
-    """A PIL RGB image from a PIL image or a path.
-
-    Raises:
-        FileNotFoundError: for a missing file. TypeError: for anything else.
-    """
-    from PIL import Image
-
-    if isinstance(image, (str, Path)):
-        if not Path(image).is_file():
-            raise FileNotFoundError(f"image: no file at {image}")
-        with Image.open(image) as opened:
-            return opened.convert("RGB")
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    raise TypeError(f"images must be PIL images or paths, got {type(image).__name__}")
 
 
 def _to_tensor(images: Sequence[Any]) -> torch.Tensor:
